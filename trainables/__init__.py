@@ -1,0 +1,9 @@
+"""The KD chain engine: models, data, KD methods and `train_chain`; usable without Ray or Optuna."""
+
+from trainables.chain import train_chain
+from trainables.config import ChainConfig, ConfigError
+from trainables.results import ChainResult, HopResult
+from trainables.store import FolderStore, MemoryStore, ModelStore, StoredHop
+
+__all__ = ["ChainConfig", "ChainResult", "ConfigError", "FolderStore", "HopResult", "MemoryStore", "ModelStore",
+           "StoredHop", "train_chain"]
