@@ -1,0 +1,109 @@
+"""Plain CNN teachers/assistants/students of TAKD (Mirzadeh et al. 2020), odd depths as in DGKD (Son et al. 2021)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .registry import register_family, scaled
+
+# depth -> layer tokens. "C<n>": 3x3 conv+BN+ReLU with n channels, "P": 2x2 max-pool,
+# "FC<n>": hidden Linear+ReLU with n units, "FC": final Linear to num_classes.
+# Depth counts conv layers only, as in the TAKD paper.
+PLAIN_SPECS: dict[int, tuple[str, ...]] = {
+    2: ("C32", "P", "C32", "P", "FC"),
+    3: ("C32", "P", "C32", "P", "C64", "P", "FC"),
+    4: ("C32", "C32", "P", "C64", "C64", "P", "FC"),
+    5: ("C32", "C32", "P", "C64", "C64", "P", "C128", "P", "FC"),
+    6: ("C32", "C32", "P", "C64", "C64", "P", "C128", "C128", "FC"),
+    7: ("C32", "C32", "P", "C64", "C64", "P", "C128", "C128", "P", "C256", "P", "FC"),
+    8: ("C32", "C32", "P", "C64", "C64", "P", "C128", "C128", "P", "C256", "C256", "P",
+        "FC64", "FC"),
+    9: ("C32", "C32", "P", "C64", "C64", "P", "C128", "C128", "P", "C256", "C256", "C256", "P",
+        "FC"),
+    10: ("C32", "C32", "P", "C64", "C64", "P", "C128", "C128", "P", "C256", "C256", "C256",
+         "C256", "P", "FC512", "FC"),
+}
+
+
+def split_spec(spec: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Split a spec into conv/pool tokens and hidden FC sizes, rejecting malformed specs."""
+    first_fc = next((i for i, t in enumerate(spec) if t.startswith("FC")), len(spec))
+    conv_tokens, fc_tokens = spec[:first_fc], spec[first_fc:]
+    if not conv_tokens or not conv_tokens[0].startswith("C"):
+        raise ValueError(f"spec: must start with a conv token, got {spec!r}")
+    if not fc_tokens or fc_tokens[-1] != "FC":
+        raise ValueError(f"spec: must end with the bare 'FC' token, got {spec!r}")
+    for token in conv_tokens:
+        if token != "P" and not (token[0] == "C" and token[1:].isdigit()):
+            raise ValueError(f"spec: bad feature token {token!r} in {spec!r}")
+    for token in fc_tokens[:-1]:
+        if not (token.startswith("FC") and token[2:].isdigit()):
+            raise ValueError(f"spec: bad classifier token {token!r} in {spec!r}")
+    return conv_tokens, tuple(int(t[2:]) for t in fc_tokens[:-1])
+
+
+def _conv_block(in_ch: int, out_ch: int) -> list[nn.Module]:
+    # No conv bias: the following BatchNorm's shift makes it redundant.
+    conv = nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return [conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+
+
+def _build_features(
+    tokens: tuple[str, ...], in_channels: int, image_size: int, width: float
+) -> tuple[nn.Sequential, int]:
+    """Conv/pool stack and the flattened size it produces for ``image_size`` inputs."""
+    layers: list[nn.Module] = []
+    channels, size = in_channels, image_size
+    for token in tokens:
+        if token == "P":
+            if size < 2:
+                raise ValueError(f"image_size: {image_size} is too small for this many pools")
+            layers.append(nn.MaxPool2d(2))
+            size //= 2  # MaxPool2d floors odd sizes, e.g. 7 -> 3 on MNIST
+        else:
+            out_ch = scaled(int(token[1:]), width)
+            layers.extend(_conv_block(channels, out_ch))
+            channels = out_ch
+    return nn.Sequential(*layers), channels * size * size
+
+
+def _build_classifier(
+    flat_size: int, hidden: tuple[int, ...], num_classes: int, width: float
+) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    features = flat_size
+    for units in hidden:
+        out = scaled(units, width)
+        layers.extend([nn.Linear(features, out), nn.ReLU(inplace=True)])
+        features = out
+    layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+class PlainCNN(nn.Module):
+    """VGG-like conv stack followed by an MLP head, built from a PLAIN_SPECS entry."""
+
+    def __init__(
+        self,
+        spec: tuple[str, ...],
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        width: float = 1.0,
+    ) -> None:
+        super().__init__()
+        conv_tokens, hidden = split_spec(spec)
+        self.spec = spec
+        self.features, flat_size = _build_features(conv_tokens, in_channels, image_size, width)
+        self.classifier = _build_classifier(flat_size, hidden, num_classes, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_family("plain", depths=tuple(PLAIN_SPECS))
+def build_plain(
+    depth: int, num_classes: int, in_channels: int, image_size: int, width: float
+) -> nn.Module:
+    return PlainCNN(PLAIN_SPECS[depth], num_classes, in_channels, image_size, width)
