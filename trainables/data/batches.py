@@ -1,0 +1,79 @@
+"""Mini-batch iteration over a uint8 ``Split`` that never leaves the split's device.
+
+Images are converted to normalised float32 per batch; the optional augmentation
+(TAKD's pad-4 random crop + horizontal flip, off by default) is one vectorised
+gather, with all randomness drawn from the caller's generator for reproducibility.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .splits import Split
+
+_PAD = 4
+_MIN_STD = 1e-6  # a constant channel has std 0; don't turn it into inf/nan
+
+
+def _channel_tensor(values: tuple[float, ...], channels: int, name: str, device: torch.device) -> torch.Tensor:
+    if len(values) != channels:
+        raise ValueError(f"{name} has {len(values)} values but the images have {channels} channels")
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, channels, 1, 1)
+
+
+def _order(n: int, shuffle: bool, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n, dtype=torch.int64, device=device)
+    # Drawn on CPU so the order is identical whatever device the data lives on.
+    return torch.randperm(n, generator=generator, device="cpu").to(device)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Random crop from a zero-padded image plus random horizontal flip, per sample.
+
+    One advanced-indexing gather: row/column index grids are shifted by each sample's
+    offset, and the column grid is reversed for flipped samples.
+    """
+    batch, channels, height, width = x.shape
+    device = x.device
+    padded = F.pad(x, (_PAD, _PAD, _PAD, _PAD))
+    offsets = torch.randint(0, 2 * _PAD + 1, (2, batch), generator=generator).to(device)
+    flip = (torch.rand(batch, generator=generator) < 0.5).to(device)
+    rows = offsets[0, :, None] + torch.arange(height, device=device)
+    cols_base = torch.arange(width, device=device)
+    cols = offsets[1, :, None] + torch.where(flip[:, None], cols_base.flip(0), cols_base)
+    b_idx = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+    c_idx = torch.arange(channels, device=device).view(1, channels, 1, 1)
+    return padded[b_idx, c_idx, rows.view(batch, 1, height, 1), cols.view(batch, 1, 1, width)]
+
+
+def iterate_batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    augment: bool = False,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (x float32 normalised, y int64, idx int64 positions into ``split``) on the split's device."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = split.x.device
+    channels = split.x.shape[1]
+    mean_t = _channel_tensor(mean, channels, "mean", device)
+    std_t = _channel_tensor(std, channels, "std", device).clamp_min(_MIN_STD)
+    n = len(split)
+    order = _order(n, shuffle, generator, device)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        x = (split.x[idx].to(torch.float32).div_(255.0) - mean_t).div_(std_t)
+        if augment:
+            x = augment_batch(x, generator)
+        yield x, split.y[idx], idx
