@@ -1,0 +1,85 @@
+"""ChainConfig: round trip, and every malformed config rejected with one line naming its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trainables.config import ChainConfig, ConfigError
+from trainables.hops import plan_chain
+
+
+def test_flat_round_trip_and_defaults() -> None:
+    cfg = ChainConfig.from_flat({"method": "takd", "ta_depths": [8, 6, 4], "alpha": 1})
+    assert cfg.alpha == 1.0 and isinstance(cfg.alpha, float)
+    assert cfg.ta_archs == ("plain8", "plain6", "plain4")
+    assert ChainConfig.from_flat(cfg.to_flat()) == cfg
+    assert cfg.archs == ("plain10", "plain8", "plain6", "plain4", "plain2")
+
+
+MALFORMED: list[tuple[dict[str, Any], str]] = [
+    ({"colour": "red"}, "colour"),
+    ({"temperature": 0}, "temperature"),
+    ({"temperature": -2.0}, "temperature"),
+    ({"alpha": 1.5}, "alpha"),
+    ({"alpha": "high"}, "alpha"),
+    ({"method": "fitnet"}, "method"),
+    ({"method": "ensemble", "ta_depths": [6], "weighting": "median"}, "weighting"),
+    ({"method": "ensemble", "ta_depths": [6], "space": "rank"}, "space"),
+    ({"method": "takd", "ta_depths": [4, 6]}, "ta_depths"),
+    ({"method": "takd", "ta_depths": [6, 6]}, "ta_depths"),
+    ({"method": "takd", "ta_depths": [12]}, "ta_depths"),
+    ({"method": "takd", "ta_depths": [2]}, "ta_depths"),
+    ({"method": "takd", "ta_depths": "6,4"}, "ta_depths"),
+    ({"method": "kd", "ta_depths": [6]}, "ta_depths"),
+    ({"method": "dgkd", "ta_depths": [6], "drop": 2}, "drop"),
+    ({"method": "dgkd", "ta_depths": [6], "drop": -1}, "drop"),
+    ({"method": "takd", "ta_depths": [6], "drop": 1}, "drop"),
+    ({"method": "takd", "ta_depths": [6], "weighting": "learned"}, "weighting"),
+    ({"teacher": "vgg16"}, "teacher"),
+    ({"student": "plain12"}, "student"),
+    ({"teacher": "plain2", "student": "plain4"}, "teacher"),
+    ({"dataset": "imagenet"}, "dataset"),
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 2.5}, "epochs"),
+    ({"batch_size": True}, "batch_size"),
+    ({"lr": 0}, "lr"),
+    ({"lr_schedule": "step"}, "lr_schedule"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"val_size": 0}, "val_size"),
+    ({"val_size": 1.5}, "val_size"),
+    ({"train_size": 0}, "train_size"),
+    ({"width": 0}, "width"),
+    ({"device": "tpu"}, "device"),
+    ({"seed": -1}, "seed"),
+]
+
+
+@pytest.mark.parametrize("flat, field", MALFORMED, ids=[f"{f}-{i}" for i, (_, f) in enumerate(MALFORMED)])
+def test_malformed_config_is_rejected_naming_the_field(flat: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        ChainConfig.from_flat(flat)
+    message = str(error.value)
+    assert message.startswith(f"{field}: ")
+    assert "\n" not in message
+
+
+def test_hops_share_keys_where_training_is_the_same() -> None:
+    takd = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
+    dgkd = plan_chain(ChainConfig(method="dgkd", ta_depths=(6,)))
+    ensemble = plan_chain(ChainConfig(method="ensemble", ta_depths=(6,), weighting="learned"))
+    kd = plan_chain(ChainConfig(method="kd", student="plain6"))
+    # teacher from labels, and the first TA (plain KD from the teacher) are the same hops in every method
+    assert takd[0].key == dgkd[0].key == ensemble[0].key == kd[0].key
+    assert takd[1].key == dgkd[1].key == ensemble[1].key == kd[1].key
+    # the students differ: one teacher vs the sum of KLs vs a learned ensemble
+    assert len({takd[2].key, dgkd[2].key, ensemble[2].key}) == 3
+    assert [p.teachers for p in dgkd] == [(), (0,), (0, 1)]
+    assert [p.teachers for p in takd] == [(), (0,), (1,)]
+    assert plan_chain(ChainConfig(method="takd", ta_depths=(6,), seed=1))[0].key != takd[0].key
+
+
+def test_nokd_trains_the_student_alone() -> None:
+    plans = plan_chain(ChainConfig(method="nokd"))
+    assert [(p.arch, p.role, p.teachers) for p in plans] == [("plain2", "student", ())]
