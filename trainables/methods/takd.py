@@ -1,0 +1,11 @@
+"""TAKD (Mirzadeh et al., AAAI 2020, "Improved Knowledge Distillation via Teacher Assistant"): a chain of KD hops."""
+
+from trainables.methods.base import register_method
+from trainables.methods.kd import KD
+
+
+@register_method("takd")
+class TAKD(KD):
+    """Each model distils only from the model directly above it, so upper errors are passed down the chain."""
+
+    teachers = "previous"
