@@ -1,0 +1,142 @@
+"""`train_chain`: the teacher from labels, then each TA, then the student — every upper model frozen."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from trainables.config import ChainConfig
+from trainables.data import DataBundle, load_dataset
+from trainables.hops import HopPlan, plan_chain
+from trainables.loop import Counters, TeacherOutputs, accuracy_and_loss, predict_logits, train_epoch
+from trainables.methods import teaching_for
+from trainables.models import build_model, count_params, inference_flops
+from trainables.results import ChainResult, HopResult, TestPredictions
+from trainables.store import MemoryStore, ModelStore, StoredHop
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_holdout, seed=cfg.seed,
+                        train_size=cfg.train_size, download=download)
+
+
+def train_chain(cfg: ChainConfig, report: Report | None = None, store: ModelStore | None = None,
+                data: DataBundle | None = None) -> ChainResult:
+    """Trains every hop of `cfg`'s chain top-down and returns per-hop accuracy and cost.
+
+    `report` receives one dict per epoch (event="epoch") and per hop (event="hop"). Hops already in `store`
+    (same content hash) are loaded instead of trained; every hop trained here is put into it.
+    """
+    device = resolve_device(cfg.device)
+    data = (data or load_chain_data(cfg)).to(device)
+    store = store if store is not None else MemoryStore()
+    emit = report or (lambda event: None)
+    models: list[nn.Module] = []
+    hops: list[HopResult] = []
+    for plan in plan_chain(cfg):
+        teachers = [models[t] for t in plan.teachers]
+        teacher_flops = [hops[t].flops for t in plan.teachers]
+        model, hop = _run_hop(cfg, plan, data, teachers, teacher_flops, store, emit, epochs_before=len(hops) * cfg.epochs)
+        models.append(_freeze(model))
+        hops.append(hop)
+        emit({"event": "hop", **hop.to_dict()})
+    return ChainResult(cfg, hops, test_targets=data.test.y.cpu())
+
+
+def _build(cfg: ChainConfig, plan: HopPlan, data: DataBundle) -> nn.Module:
+    torch.manual_seed(plan.seed)
+    model = build_model(plan.arch, data.num_classes, data.in_channels, data.image_size, cfg.width)
+    return model.to(data.train.x.device)
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _run_hop(cfg: ChainConfig, plan: HopPlan, data: DataBundle, teachers: list[nn.Module], teacher_flops: list[int],
+             store: ModelStore, emit: Report, epochs_before: int) -> tuple[nn.Module, HopResult]:
+    started = time.perf_counter()
+    model = _build(cfg, plan, data)
+    flops = inference_flops(model, data.in_channels, data.image_size)
+    counters = Counters()
+    stored = store.get(plan.key)
+    if stored is not None:
+        model.load_state_dict(stored.state_dict)
+        meta = stored.meta
+    else:
+        meta = _train_hop(cfg, plan, model, data, teachers, teacher_flops, flops, counters, emit, epochs_before)
+    test_logits = predict_logits(model, data.test, data)
+    counters.flops += flops * len(data.test)
+    hop = HopResult(
+        index=plan.index, arch=plan.arch, role=plan.role, key=plan.key, teachers=list(plan.teachers),
+        best_epoch=meta["best_epoch"], val_acc=meta["val_acc"],
+        test_acc=accuracy_and_loss(test_logits, data.test.y)[0],
+        params=count_params(model), flops=flops,
+        train_flops=meta["train_flops"], train_seconds=meta["train_seconds"],
+        spent_flops=counters.flops, spent_seconds=time.perf_counter() - started,
+        upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
+        reused=stored is not None, ensemble_weights=meta["ensemble_weights"],
+        predictions=_predictions(test_logits, data.test.y),
+    )
+    if stored is None:
+        hop.train_flops, hop.train_seconds = hop.spent_flops, hop.spent_seconds
+        store.put(plan.key, StoredHop(model.state_dict(), hop.stored_meta()))
+    return model, hop
+
+
+def _train_hop(cfg: ChainConfig, plan: HopPlan, model: nn.Module, data: DataBundle, teachers: list[nn.Module],
+               teacher_flops: list[int], flops: int, counters: Counters, emit: Report,
+               epochs_before: int) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(plan.seed)
+    method = teaching_for(cfg, len(teachers))
+    outputs = TeacherOutputs(teachers, teacher_flops, data, counters, per_batch=cfg.augment)
+    if teachers and method.fits_on_validation:
+        method.fit(outputs.for_split(data.val), data.val.y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    schedule = _schedule(optimizer, cfg)
+    best_acc, best_epoch, best_state = -1.0, 0, None
+    for epoch in range(1, cfg.epochs + 1):
+        epoch_started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_epoch(model, optimizer, data, method, outputs, batch_size=cfg.batch_size, augment=cfg.augment,
+                            generator=generator, model_flops=flops, counters=counters)
+        schedule.step()
+        val_acc, val_loss = accuracy_and_loss(predict_logits(model, data.val, data), data.val.y)
+        counters.flops += flops * len(data.val)
+        if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
+            best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
+        emit({"event": "epoch", "hop": plan.index, "role": plan.role, "arch": plan.arch, "epoch": epoch,
+              "global_epoch": epochs_before + epoch, "lr": lr, "train_loss": stats.loss,
+              **{f"loss_{name}": value for name, value in stats.terms.items()},
+              "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
+    model.load_state_dict(best_state)
+    return {"best_epoch": best_epoch, "val_acc": best_acc, "train_flops": 0, "train_seconds": 0.0,
+            "upper_forward_samples": counters.upper_forward_samples, "kl_terms": counters.kl_terms,
+            "ensemble_weights": method.learned_weights()}
+
+
+def _schedule(optimizer: torch.optim.Optimizer, cfg: ChainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def _predictions(logits: torch.Tensor, targets: torch.Tensor) -> TestPredictions:
+    probs = torch.softmax(logits, 1)
+    true_prob = probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+    return TestPredictions(logits.argmax(1).to(torch.int16).cpu(), true_prob.to(torch.float16).cpu())
