@@ -83,3 +83,9 @@ def test_hops_share_keys_where_training_is_the_same() -> None:
 def test_nokd_trains_the_student_alone() -> None:
     plans = plan_chain(ChainConfig(method="nokd"))
     assert [(p.arch, p.role, p.teachers) for p in plans] == [("plain2", "student", ())]
+
+
+def test_numbers_are_normalised_so_equal_configs_hash_equal() -> None:
+    direct = ChainConfig(val_size=200, alpha=1)
+    assert direct == ChainConfig.from_flat({"val_size": 200.0, "alpha": 1.0})
+    assert plan_chain(direct)[0].key == plan_chain(direct.replace(seed=0))[0].key

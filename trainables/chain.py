@@ -52,7 +52,7 @@ def train_chain(cfg: ChainConfig, report: Report | None = None, store: ModelStor
         models.append(_freeze(model))
         hops.append(hop)
         emit({"event": "hop", **hop.to_dict()})
-    return ChainResult(cfg, hops, test_targets=data.test.y.cpu())
+    return ChainResult(cfg, hops, test_targets=data.test.y.cpu(), models=models)
 
 
 def _build(cfg: ChainConfig, plan: HopPlan, data: DataBundle) -> nn.Module:
@@ -65,6 +65,7 @@ def _freeze(model: nn.Module) -> nn.Module:
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+        parameter.grad = None  # its own last step's gradients: dead weight from now on
     return model
 
 

@@ -52,7 +52,12 @@ class ChainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        # Normalise types so equal configs compare and hash equal however they were built (200 vs 200.0).
         object.__setattr__(self, "ta_depths", tuple(self.ta_depths))
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         _validate(self)
 
     @classmethod
@@ -95,6 +100,9 @@ class ChainConfig:
     @property
     def num_teachers_of_student(self) -> int:
         return len(self.archs) - 1
+
+
+_FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(ChainConfig).items() if hint is float)
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:

@@ -60,6 +60,7 @@ class ChainResult:
     config: ChainConfig
     hops: list[HopResult]
     test_targets: torch.Tensor | None = field(default=None, repr=False)
+    models: list[torch.nn.Module] = field(default_factory=list, repr=False)  # frozen, top first
 
     @property
     def student(self) -> HopResult:

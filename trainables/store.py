@@ -35,7 +35,9 @@ class MemoryStore:
         return self._hops.get(key)
 
     def put(self, key: str, hop: StoredHop) -> None:
-        self._hops[key] = hop
+        # A live state_dict aliases the model's parameters; keep a snapshot, as a file would.
+        snapshot = {name: tensor.detach().clone() for name, tensor in hop.state_dict.items()}
+        self._hops[key] = StoredHop(snapshot, dict(hop.meta))
 
 
 class FolderStore:

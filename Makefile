@@ -1,0 +1,25 @@
+# The two commands of the README. Each creates the virtual environment when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kdstudy chain --method takd --tas 6,4 --width 0.5 --epochs 3 --lr 0.05 --out runs/chain.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/trainer_overhead.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,150 @@
+"""`kdstudy chain`: one chain, trained in this process without Ray, with a progress bar and a JSON record."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from study.errors import UsageError
+from trainables import ChainConfig, ChainResult, train_chain
+from trainables.chain import load_chain_data
+
+# flag → config field, for the flags that map one to one
+FLAG_FIELDS = ("dataset", "data_dir", "teacher", "student", "method", "weighting", "space", "drop", "temperature",
+               "alpha", "epochs", "seed", "width", "lr", "lr_schedule", "batch_size", "train_size", "val_size",
+               "device")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("chain", help="train one KD chain without Ray and write its result as JSON")
+    parser.add_argument("--config", type=Path, help="JSON file with a flat chain config (flags override it)")
+    parser.add_argument("--dataset", help="mnist5k (default, embedded), digits, cifar10, cifar100")
+    parser.add_argument("--data-dir", dest="data_dir", help="folder with CIFAR files in torchvision's layout")
+    parser.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir if missing")
+    parser.add_argument("--teacher", help="teacher architecture, e.g. plain10 or resnet56")
+    parser.add_argument("--tas", help="TA depths top-down, comma-separated (e.g. 8,6,4 or plain8,plain6); may be empty")
+    parser.add_argument("--student", help="student architecture, e.g. plain2")
+    parser.add_argument("--method", help="nokd, kd, takd, dgkd or ensemble")
+    parser.add_argument("--weighting", help="ensemble weights: mean, learned or confidence")
+    parser.add_argument("--space", help="ensemble averaging space: prob or logit")
+    parser.add_argument("--drop", type=int, help="DGKD: teachers dropped at random per mini-batch")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
+    parser.add_argument("--epochs", type=int, help="epochs per hop")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--width", type=float, help="channel width multiplier")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr-schedule", dest="lr_schedule", help="constant or cosine")
+    parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--train-size", dest="train_size", type=int, help="train on a stratified subset")
+    parser.add_argument("--val-size", dest="val_size", type=float, help="validation hold-out: fraction or count")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--device", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--out", type=Path, help="write the result as JSON to this file")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    _check_writable("out", args.out)
+    data = _load_data(cfg, args.download)
+    result = _train_with_progress(cfg, data, args.progress)
+    print(hop_table(result))
+    if args.out:
+        write_json_atomic(args.out, result_record(result))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> ChainConfig:
+    flat = read_config_file(args.config) if args.config else {}
+    flat.update({name: getattr(args, name) for name in FLAG_FIELDS if getattr(args, name) is not None})
+    if args.augment is not None:
+        flat["augment"] = args.augment
+    if args.tas is not None:
+        flat["ta_depths"] = parse_tas(args.tas)
+    return ChainConfig.from_flat(flat)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A flat config, or any JSON we write that holds one under "config" (chain results, best_config.json)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UsageError(f"config: cannot read {path} as JSON ({error})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise UsageError(f"config: expected a JSON object in {path}")
+    return data
+
+
+def parse_tas(text: str) -> list[int]:
+    depths = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        digits = item.lstrip("abcdefghijklmnopqrstuvwxyz")
+        if not digits.isdigit():
+            raise UsageError(f"tas: expected depths like 8,6,4 or plain8,plain6, got {item!r}")
+        depths.append(int(digits))
+    return depths
+
+
+def _check_writable(name: str, path: Path | None) -> None:
+    if path is not None and not os.access(path.parent.resolve(), os.W_OK):
+        raise UsageError(f"{name}: cannot write to {path.parent} (missing or not writable)")
+
+
+def _load_data(cfg: ChainConfig, download: bool):  # noqa: ANN202 (DataBundle)
+    from trainables.data import DataError
+
+    try:
+        return load_chain_data(cfg, download=download)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+
+
+def _train_with_progress(cfg: ChainConfig, data, progress: bool) -> ChainResult:  # noqa: ANN001
+    total = len(cfg.archs) * cfg.epochs
+    with tqdm(total=total, disable=not progress, unit="epoch", dynamic_ncols=True) as bar:
+        def report(event: dict[str, Any]) -> None:
+            if event["event"] == "epoch":
+                bar.set_description(f"{event['role']} {event['arch']}")
+                bar.set_postfix(val_acc=f"{event['val_acc']:.3f}", loss=f"{event['train_loss']:.3f}")
+                bar.update(1)
+            elif event["reused"]:
+                bar.update(cfg.epochs)
+
+        return train_chain(cfg, report=report, data=data)
+
+
+def hop_table(result: ChainResult) -> str:
+    header = f"{'hop':>3}  {'role':<7} {'arch':<9} {'val_acc':>7} {'test_acc':>8} {'params':>9} {'MFLOPs':>8} " \
+             f"{'train_TFLOPs':>12} {'seconds':>7}"
+    rows = [header]
+    for h in result.hops:
+        rows.append(f"{h.index:>3}  {h.role:<7} {h.arch:<9} {h.val_acc:>7.4f} {h.test_acc:>8.4f} {h.params:>9,} "
+                    f"{h.flops / 1e6:>8.2f} {h.train_flops / 1e12:>12.4f} {h.train_seconds:>7.1f}")
+    return "\n".join(rows)
+
+
+def result_record(result: ChainResult) -> dict[str, Any]:
+    record = result.to_dict()
+    for hop_record, hop in zip(record["hops"], result.hops):
+        if hop.predictions is not None and result.test_targets is not None:
+            wrong = hop.predictions.wrong(result.test_targets)
+            hop_record["test_errors"] = int(wrong.sum())
+    return record
+
+
+def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle, indent=2)
+    os.replace(tmp, path)

@@ -1,0 +1,33 @@
+"""The `kdstudy` command: `chain` (one chain, no Ray) and the study commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from study import chain_cmd
+from study.errors import UsageError
+from trainables.config import ConfigError
+
+COMMANDS = (chain_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UsageError, ConfigError) as error:
+        print(f"kdstudy {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

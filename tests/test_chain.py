@@ -1,0 +1,98 @@
+"""train_chain on the embedded data: it learns, it is reproducible, teachers stay frozen, stored hops are reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables import ChainConfig, FolderStore, train_chain
+from trainables.hops import plan_chain
+
+TINY = dict(dataset="mnist5k", train_size=800, val_size=200, width=0.25, epochs=3, lr=0.05, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def chain_cfg() -> ChainConfig:
+    return ChainConfig(method="takd", teacher="plain6", ta_depths=(4,), student="plain2", **TINY)
+
+
+@pytest.fixture(scope="module")
+def first_run(chain_cfg: ChainConfig, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    store = FolderStore(tmp_path_factory.mktemp("store"))
+    events: list[dict] = []
+    return train_chain(chain_cfg, report=events.append, store=store), store, events
+
+
+def test_three_hop_chain_beats_chance(first_run) -> None:  # noqa: ANN001
+    result, _, _ = first_run
+    assert [h.role for h in result.hops] == ["teacher", "ta", "student"]
+    for hop in result.hops:
+        assert hop.test_acc > 0.5, hop  # chance is 0.1 on 10 balanced classes
+        assert 1 <= hop.best_epoch <= 3 and hop.params > 0 and hop.flops > 0 and hop.train_flops > 0
+
+
+def test_chain_is_bit_for_bit_reproducible_on_cpu(chain_cfg: ChainConfig, first_run) -> None:  # noqa: ANN001
+    result, store, _ = first_run
+    again = train_chain(chain_cfg)
+    for a, b in zip(result.hops, again.hops):
+        assert (a.val_acc, a.test_acc, a.best_epoch) == (b.val_acc, b.test_acc, b.best_epoch)
+        assert torch.equal(a.predictions.true_prob, b.predictions.true_prob)
+    for model, hop in zip(again.models, result.hops):
+        stored = store.get(hop.key).state_dict
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, stored[name]), name
+
+
+def test_teachers_stay_frozen(first_run) -> None:  # noqa: ANN001
+    result, store, _ = first_run
+    for model, hop in zip(result.models[:-1], result.hops):
+        assert not model.training
+        assert all(not p.requires_grad and p.grad is None for p in model.parameters())
+        # the store holds the weights as they were when the hop finished, before any lower hop trained
+        stored = store.get(hop.key).state_dict
+        assert all(torch.equal(t, stored[n]) for n, t in model.state_dict().items())
+
+
+def test_reports_every_epoch_and_hop(first_run) -> None:  # noqa: ANN001
+    _, _, events = first_run
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [(e["hop"], e["epoch"]) for e in epochs] == [(h, e) for h in range(3) for e in (1, 2, 3)]
+    assert [e["global_epoch"] for e in epochs] == list(range(1, 10))
+    assert "loss_kd" not in epochs[0] and epochs[-1]["loss_kd"] >= 0 and epochs[-1]["loss_ce"] > 0
+    assert [e["role"] for e in events if e["event"] == "hop"] == ["teacher", "ta", "student"]
+
+
+def test_stored_hops_are_reused(chain_cfg: ChainConfig, first_run) -> None:  # noqa: ANN001
+    result, store, _ = first_run
+    again = train_chain(chain_cfg, store=store)
+    assert all(h.reused for h in again.hops)
+    assert [h.test_acc for h in again.hops] == [h.test_acc for h in result.hops]
+    assert [h.train_flops for h in again.hops] == [h.train_flops for h in result.hops]
+    # only the test evaluation (1,000 images) is spent again
+    assert again.spent_flops == sum(h.flops * 1000 for h in again.hops) < result.spent_flops / 5
+
+
+def test_dgkd_and_ensemble_reuse_the_shared_prefix(chain_cfg: ChainConfig, first_run, tmp_path: Path) -> None:  # noqa: ANN001
+    _, store, _ = first_run
+    result = train_chain(chain_cfg.replace(method="ensemble", weighting="learned"), store=store)
+    assert [h.reused for h in result.hops] == [True, True, False]
+    student = result.student
+    assert student.teachers == [0, 1] and len(student.ensemble_weights) == 2
+    assert sum(student.ensemble_weights) == pytest.approx(1.0, abs=1e-5)
+    assert student.upper_forward_samples == 2 * (800 + 200)  # each teacher once on train and once on val
+
+
+def test_dgkd_with_drop_counts_one_kl_per_kept_teacher(chain_cfg: ChainConfig) -> None:
+    cfg = chain_cfg.replace(method="dgkd", drop=1, epochs=1)
+    result = train_chain(cfg)
+    batches = -(-800 // 64)
+    assert result.student.kl_terms == batches  # two teachers, one dropped per batch
+    assert result.hops[1].kl_terms == batches
+    assert plan_chain(cfg)[2].teachers == (0, 1)
+
+
+def test_augmentation_runs_teachers_per_batch(chain_cfg: ChainConfig) -> None:
+    result = train_chain(chain_cfg.replace(method="kd", teacher="plain4", ta_depths=[], epochs=1, augment=True))
+    assert result.student.upper_forward_samples == 800
