@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from study import chain_cmd
+from study import chain_cmd, run_cmd
 from study.errors import UsageError
 from trainables.config import ConfigError
 
-COMMANDS = (chain_cmd,)
+COMMANDS = (chain_cmd, run_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -75,12 +75,15 @@ def _run_hop(cfg: ChainConfig, plan: HopPlan, data: DataBundle, teachers: list[n
     model = _build(cfg, plan, data)
     flops = inference_flops(model, data.in_channels, data.image_size)
     counters = Counters()
-    stored = store.get(plan.key)
-    if stored is not None:
-        model.load_state_dict(stored.state_dict)
-        meta = stored.meta
-    else:
-        meta = _train_hop(cfg, plan, model, data, teachers, teacher_flops, flops, counters, emit, epochs_before)
+    with store.claim(plan.key):
+        stored = store.get(plan.key)
+        if stored is not None:
+            model.load_state_dict(stored.state_dict)
+            meta = stored.meta
+        else:
+            trained = _train_hop(cfg, plan, model, data, teachers, teacher_flops, flops, counters, emit, epochs_before)
+            meta = _finished_meta(trained, counters, started)
+            store.put(plan.key, StoredHop(model.state_dict(), meta))
     test_logits = predict_logits(model, data.test, data)
     counters.flops += flops * len(data.test)
     hop = HopResult(
@@ -94,10 +97,12 @@ def _run_hop(cfg: ChainConfig, plan: HopPlan, data: DataBundle, teachers: list[n
         reused=stored is not None, ensemble_weights=meta["ensemble_weights"],
         predictions=_predictions(test_logits, data.test.y),
     )
-    if stored is None:
-        hop.train_flops, hop.train_seconds = hop.spent_flops, hop.spent_seconds
-        store.put(plan.key, StoredHop(model.state_dict(), hop.stored_meta()))
     return model, hop
+
+
+def _finished_meta(meta: dict[str, Any], counters: Counters, started: float) -> dict[str, Any]:
+    """The hop's result as it holds for every later reuse: what training it from scratch cost."""
+    return {**meta, "train_flops": counters.flops, "train_seconds": time.perf_counter() - started}
 
 
 def _train_hop(cfg: ChainConfig, plan: HopPlan, model: nn.Module, data: DataBundle, teachers: list[nn.Module],
@@ -126,8 +131,7 @@ def _train_hop(cfg: ChainConfig, plan: HopPlan, model: nn.Module, data: DataBund
               **{f"loss_{name}": value for name, value in stats.terms.items()},
               "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
     model.load_state_dict(best_state)
-    return {"best_epoch": best_epoch, "val_acc": best_acc, "train_flops": 0, "train_seconds": 0.0,
-            "upper_forward_samples": counters.upper_forward_samples, "kl_terms": counters.kl_terms,
+    return {"best_epoch": best_epoch, "val_acc": best_acc, "upper_forward_samples": counters.upper_forward_samples, "kl_terms": counters.kl_terms,
             "ensemble_weights": method.learned_weights()}
 
 

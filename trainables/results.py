@@ -33,7 +33,7 @@ class HopResult:
     test_acc: float
     params: int
     flops: int  # inference FLOPs per sample
-    train_flops: int  # FLOPs to train this hop from scratch (its own and its teachers' forward passes)
+    train_flops: int  # FLOPs to train this hop from scratch: its passes and its teachers' (test evaluation excluded)
     train_seconds: float  # seconds it took when it was trained
     spent_flops: int  # FLOPs this run actually spent on it (less when it came from the store)
     spent_seconds: float
@@ -48,11 +48,6 @@ class HopResult:
         record.pop("predictions")
         return record
 
-    def stored_meta(self) -> dict[str, Any]:
-        """The part of the result that holds for every later reuse of these weights."""
-        keep = ("best_epoch", "val_acc", "train_flops", "train_seconds", "upper_forward_samples", "kl_terms",
-                "ensemble_weights")
-        return {name: getattr(self, name) for name in keep}
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ContextManager, Iterator, Protocol
 
 import torch
 from torch import Tensor
@@ -24,6 +26,10 @@ class ModelStore(Protocol):
 
     def put(self, key: str, hop: StoredHop) -> None: ...
 
+    def claim(self, key: str) -> ContextManager[None]:
+        """Held while a hop is looked up, trained and put, so that concurrent users train it once."""
+        ...
+
 
 class MemoryStore:
     """Keeps hops for the life of one process: the default, where nothing is shared."""
@@ -38,6 +44,9 @@ class MemoryStore:
         # A live state_dict aliases the model's parameters; keep a snapshot, as a file would.
         snapshot = {name: tensor.detach().clone() for name, tensor in hop.state_dict.items()}
         self._hops[key] = StoredHop(snapshot, dict(hop.meta))
+
+    def claim(self, key: str) -> ContextManager[None]:
+        return contextlib.nullcontext()
 
 
 class FolderStore:
@@ -68,6 +77,18 @@ class FolderStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def claim(self, key: str) -> Iterator[None]:
+        """An advisory file lock: trials sharing this folder wait for one another instead of training the same
+        hop (typically the teacher, identical in every trial) twice."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def keys(self) -> list[str]:
         return sorted(p.stem for p in self.root.glob("*.pt"))

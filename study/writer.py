@@ -1,0 +1,115 @@
+"""Writes a study's results as Parquet while it runs: a Tune callback that rewrites the tables atomically each time
+a trial ends, so a notebook can read consistent files at any moment."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from ray.tune import Callback
+
+from study.schema import EPOCHS, HOPS, PREDICTIONS, TABLES, TRIALS, config_fields
+from study.space import flat_from_params
+
+CONFIG_COLUMNS = [f.name for f in config_fields()]
+SUMMARY_COLUMNS = TRIALS.names[TRIALS.names.index("num_tas") + 1:]
+
+
+class ResultsWriter(Callback):
+    """Keeps every table's rows keyed by trial, so a retried or resumed trial replaces its rows, never doubles them."""
+
+    def __init__(self, results_uri: str, base: dict[str, Any]) -> None:
+        self.results_uri = results_uri
+        self.base = base
+        self.rows: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in ("trials", "hops", "epochs",
+                                                                                          "predictions")}
+
+    # Tune calls setup on a fresh start and on a restore: both pick up what earlier sessions wrote.
+    def setup(self, **info: Any) -> None:
+        self.rows = {name: self._read_existing(name) for name in self.rows}
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        if "epoch_record" in result:
+            record = json.loads(result["epoch_record"])
+            epochs = self.rows["epochs"].setdefault(trial.trial_id, [])
+            # a retried trial re-trains its unfinished hop: keep only the latest run of each (hop, epoch)
+            epochs[:] = [r for r in epochs if (r["hop"], r["epoch"]) != (record["hop"], record["epoch"])]
+            epochs.append({"trial_id": trial.trial_id, **{k: record.get(k) for k in EPOCHS.names[1:]}})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        if "chain_record" not in result:  # stopped early by a scheduler: no chain record, still a finished trial
+            self._record_trial(trial.trial_id, self._config_of(trial), "TERMINATED", None, {})
+        else:
+            self._record_chain(trial.trial_id, json.loads(result["chain_record"]))
+        self.flush()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record_trial(trial.trial_id, self._config_of(trial), "ERROR", error_message(trial), {})
+        self.flush()
+
+    def _config_of(self, trial: Any) -> dict[str, Any]:
+        return {**self.base, **flat_from_params(trial.config)}
+
+    def _record_chain(self, trial_id: str, record: dict[str, Any]) -> None:
+        self._record_trial(trial_id, record["config"], "TERMINATED", None, record)
+        self.rows["hops"][trial_id] = [{"trial_id": trial_id, **{k: h.get(k) for k in HOPS.names[1:]}}
+                                       for h in record["hops"]]
+        target = record["target"]
+        self.rows["predictions"][trial_id] = [{"trial_id": trial_id, **p, "target": target}
+                                              for p in record["predictions"]]
+
+    def _record_trial(self, trial_id: str, config: dict[str, Any], status: str, error: str | None,
+                      summary: dict[str, Any]) -> None:
+        row = {"trial_id": trial_id, "status": status, "error": error}
+        row.update({name: config.get(name) for name in CONFIG_COLUMNS})
+        row["num_tas"] = len(config.get("ta_depths") or [])
+        row.update({name: summary.get(name) for name in SUMMARY_COLUMNS})
+        self.rows["trials"][trial_id] = [row]
+
+    def flush(self) -> None:
+        for name, by_trial in self.rows.items():
+            rows = [row for trial_rows in by_trial.values() for row in trial_rows]
+            write_table_atomic(pa.Table.from_pylist(rows, schema=TABLES[name]), f"{self.results_uri}/{name}.parquet")
+
+    def _read_existing(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        fs, path = pafs.FileSystem.from_uri(f"{self.results_uri}/{name}.parquet")
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            return {}
+        by_trial: dict[str, list[dict[str, Any]]] = {}
+        for row in pq.read_table(path, filesystem=fs).to_pylist():
+            by_trial.setdefault(row["trial_id"], []).append(row)
+        return by_trial
+
+
+def error_message(trial: Any) -> str:
+    """The root cause's last line ("ValueError: …"), not Ray's whole remote traceback."""
+    text = _error_text(trial).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _error_text(trial: Any) -> str:
+    # When the callback runs, the error file is in the driver's staging folder; storage gets it later.
+    local = trial.error_file
+    if local and os.path.exists(local):
+        with open(local) as handle:
+            return handle.read()
+    return str(trial.get_error() or "")
+
+
+def write_table_atomic(table: pa.Table, uri: str) -> None:
+    """Local: write beside, then rename — readers see the old file or the new one, never half of one.
+    Object stores (s3://, gs://) make a finished upload visible at once, so they are written directly."""
+    fs, path = pafs.FileSystem.from_uri(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, path)
+    else:
+        pq.write_table(table, path, filesystem=fs)
