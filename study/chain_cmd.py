@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
     parser.add_argument("--out", type=Path, help="write the result as JSON to this file")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from study import chain_cmd, run_cmd
+from study import analysis_cmds, chain_cmd, run_cmd
 from study.errors import UsageError
 from trainables.config import ConfigError
 
@@ -17,13 +17,14 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    analysis_cmds.add_parsers(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except (UsageError, ConfigError) as error:
         print(f"kdstudy {args.command}: {error}", file=sys.stderr)
         return 2

@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--address", help="Ray cluster address; 'auto' joins a running cluster")
     parser.add_argument("--scheduler", help="none or asha (early stopping on the student's epochs)")
     parser.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

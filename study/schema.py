@@ -27,7 +27,7 @@ def config_fields() -> list[pa.Field]:
 
 TRIAL_FIELDS = [
     pa.field("trial_id", pa.string(), nullable=False),
-    pa.field("status", pa.string(), nullable=False),  # TERMINATED | ERROR
+    pa.field("status", pa.string(), nullable=False),  # TERMINATED | STOPPED (early, by ASHA) | ERROR
     pa.field("error", pa.string()),
     *config_fields(),
     pa.field("num_tas", pa.int64()),

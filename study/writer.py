@@ -22,18 +22,21 @@ SUMMARY_COLUMNS = TRIALS.names[TRIALS.names.index("num_tas") + 1:]
 class ResultsWriter(Callback):
     """Keeps every table's rows keyed by trial, so a retried or resumed trial replaces its rows, never doubles them."""
 
+    trials_table = "trials"
+    detail_tables: tuple[str, ...] = ("hops", "epochs", "predictions")
+
     def __init__(self, results_uri: str, base: dict[str, Any]) -> None:
         self.results_uri = results_uri
         self.base = base
-        self.rows: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in ("trials", "hops", "epochs",
-                                                                                          "predictions")}
+        self.rows: dict[str, dict[str, list[dict[str, Any]]]] = {
+            name: {} for name in (self.trials_table, *self.detail_tables)}
 
     # Tune calls setup on a fresh start and on a restore: both pick up what earlier sessions wrote.
     def setup(self, **info: Any) -> None:
         self.rows = {name: self._read_existing(name) for name in self.rows}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
-        if "epoch_record" in result:
+        if "epoch_record" in result and "epochs" in self.rows:
             record = json.loads(result["epoch_record"])
             epochs = self.rows["epochs"].setdefault(trial.trial_id, [])
             # a retried trial re-trains its unfinished hop: keep only the latest run of each (hop, epoch)
@@ -42,34 +45,44 @@ class ResultsWriter(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
-        if "chain_record" not in result:  # stopped early by a scheduler: no chain record, still a finished trial
-            self._record_trial(trial.trial_id, self._config_of(trial), "TERMINATED", None, {})
-        else:
-            self._record_chain(trial.trial_id, json.loads(result["chain_record"]))
+        if "chain_record" in result:
+            self._record_chain(trial, json.loads(result["chain_record"]))
+        else:  # stopped early by a scheduler: what the student reached so far
+            summary = {k: result.get(k) for k in ("student_val_acc", "train_flops")}
+            self._record_trial(trial, self._config_of(trial), "STOPPED", None, summary)
         self.flush()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record_trial(trial.trial_id, self._config_of(trial), "ERROR", error_message(trial), {})
+        self._record_trial(trial, self._config_of(trial), "ERROR", error_message(trial), {})
         self.flush()
 
     def _config_of(self, trial: Any) -> dict[str, Any]:
         return {**self.base, **flat_from_params(trial.config)}
 
-    def _record_chain(self, trial_id: str, record: dict[str, Any]) -> None:
-        self._record_trial(trial_id, record["config"], "TERMINATED", None, record)
+    def _record_chain(self, trial: Any, record: dict[str, Any]) -> None:
+        self._record_trial(trial, record["config"], "TERMINATED", None, record)
+        if not self.detail_tables:
+            return
+        trial_id = trial.trial_id
         self.rows["hops"][trial_id] = [{"trial_id": trial_id, **{k: h.get(k) for k in HOPS.names[1:]}}
                                        for h in record["hops"]]
         target = record["target"]
         self.rows["predictions"][trial_id] = [{"trial_id": trial_id, **p, "target": target}
                                               for p in record["predictions"]]
 
-    def _record_trial(self, trial_id: str, config: dict[str, Any], status: str, error: str | None,
+    def _record_trial(self, trial: Any, config: dict[str, Any], status: str, error: str | None,
                       summary: dict[str, Any]) -> None:
-        row = {"trial_id": trial_id, "status": status, "error": error}
+        row = {"trial_id": trial.trial_id, "status": status, "error": error}
         row.update({name: config.get(name) for name in CONFIG_COLUMNS})
         row["num_tas"] = len(config.get("ta_depths") or [])
         row.update({name: summary.get(name) for name in SUMMARY_COLUMNS})
-        self.rows["trials"][trial_id] = [row]
+        self.rows[self.trials_table][self._row_key(trial, row)] = [self._decorate(trial, row)]
+
+    def _row_key(self, trial: Any, row: dict[str, Any]) -> str:
+        return trial.trial_id
+
+    def _decorate(self, trial: Any, row: dict[str, Any]) -> dict[str, Any]:
+        return row
 
     def flush(self) -> None:
         for name, by_trial in self.rows.items():
@@ -82,8 +95,31 @@ class ResultsWriter(Callback):
             return {}
         by_trial: dict[str, list[dict[str, Any]]] = {}
         for row in pq.read_table(path, filesystem=fs).to_pylist():
-            by_trial.setdefault(row["trial_id"], []).append(row)
+            by_trial.setdefault(self._stored_key(name, row), []).append(row)
         return by_trial
+
+    def _stored_key(self, table: str, row: dict[str, Any]) -> str:
+        return row["trial_id"]
+
+
+class ConfirmWriter(ResultsWriter):
+    """Seed confirmation: one `confirm.parquet` row per (confirmed trial, seed). Keyed by that pair, so running
+    confirmation again with more seeds adds rows instead of repeating them."""
+
+    trials_table = "confirm"
+    detail_tables = ()
+
+    def _config_of(self, trial: Any) -> dict[str, Any]:
+        return dict(trial.config["job"]["chain"])
+
+    def _row_key(self, trial: Any, row: dict[str, Any]) -> str:
+        return f"{trial.config['job']['source_trial_id']}:{row['seed']}"
+
+    def _decorate(self, trial: Any, row: dict[str, Any]) -> dict[str, Any]:
+        return {"source_trial_id": trial.config["job"]["source_trial_id"], **row}
+
+    def _stored_key(self, table: str, row: dict[str, Any]) -> str:
+        return f"{row['source_trial_id']}:{row['seed']}"
 
 
 def error_message(trial: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -17,3 +18,37 @@ def ray_cluster() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+TINY_SPEC = """
+teacher = "plain6"
+student = "plain2"
+ta_candidates = [4, 3]
+epochs = 1
+trials = 4
+max_concurrent = 2
+max_failures = 0
+
+[chain]
+width = 0.25
+train_size = 300
+val_size = 100
+lr = 0.05
+"""
+
+
+@pytest.fixture(scope="session")
+def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
+    path.write_text(TINY_SPEC)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_study(ray_cluster: None, spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 4-trial study on tiny data, run once per session: `<storage>/tiny`, with all its Parquet files."""
+    from study.cli import main
+
+    storage = tmp_path_factory.mktemp("storage")
+    assert main(["run", "--spec", str(spec_file), "--storage", str(storage), "--name", "tiny", "--no-report"]) == 0
+    return storage / "tiny"

@@ -19,36 +19,9 @@ from study.runner import run_study
 from study.spec import load_spec
 from study.trainable import chain_trainable
 
-TINY_SPEC = """
-teacher = "plain6"
-student = "plain2"
-ta_candidates = [4, 3]
-epochs = 1
-trials = 4
-max_concurrent = 2
-max_failures = 0
-
-[chain]
-width = 0.25
-train_size = 300
-val_size = 100
-lr = 0.05
-"""
-
-
 @pytest.fixture(scope="module")
-def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
-    path.write_text(TINY_SPEC)
-    return path
-
-
-@pytest.fixture(scope="module")
-def finished_study(ray_cluster: None, spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    storage = tmp_path_factory.mktemp("storage")
-    code = main(["run", "--spec", str(spec_file), "--storage", str(storage), "--name", "tiny", "--no-report"])
-    assert code == 0
-    return storage / "tiny"
+def finished_study(tiny_study: Path) -> Path:
+    return tiny_study
 
 
 def _table(run: Path, name: str) -> pa.Table:

@@ -1,0 +1,66 @@
+"""Seed confirmation and the report command, on a copy of the session's real tiny study."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from study.cli import main
+from study.confirm import confirmation_jobs
+
+
+@pytest.fixture()
+def study_copy(tiny_study: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
+
+
+def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "2"]) == 0
+    trials = pq.read_table(study_copy / "results" / "trials.parquet").to_pylist()
+    best = max(trials, key=lambda t: (t["student_val_acc"], -t["train_flops"]))
+    rows = pq.read_table(study_copy / "results" / "confirm.parquet").to_pylist()
+    assert [r["source_trial_id"] for r in rows] == [best["trial_id"]] * 2
+    assert sorted(r["seed"] for r in rows) == [1, 2]  # the study used seed 0: both are new
+    assert all(r["status"] == "TERMINATED" and r["student_test_acc"] is not None for r in rows)
+    assert all(r["method"] == best["method"] and r["ta_depths"] == best["ta_depths"] for r in rows)
+    assert "test_acc_ci95" in capsys.readouterr().out
+
+    # running it again with more seeds adds the new seeds and keeps one row per (configuration, seed)
+    assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "3"]) == 0
+    seeds = sorted(r["seed"] for r in pq.read_table(study_copy / "results" / "confirm.parquet").to_pylist())
+    assert seeds == [1, 2, 3]
+
+    assert main(["report", str(study_copy)]) == 0
+    assert "Seed confirmation" in (study_copy / "report" / "summary.md").read_text()
+
+
+def test_confirmation_picks_distinct_configurations_by_validation_accuracy() -> None:
+    base = {"status": "TERMINATED", "train_flops": 10, "seed": 0, "ta_depths": [4], "method": "takd",
+            "student_test_acc": 0.5}
+    from study.writer import CONFIG_COLUMNS
+
+    def trial(trial_id: str, val: float, test: float, alpha: float) -> dict:
+        row = {c: None for c in CONFIG_COLUMNS}
+        return {**row, **base, "trial_id": trial_id, "student_val_acc": val, "student_test_acc": test, "alpha": alpha}
+
+    trials = [trial("a", 0.9, 0.1, 0.5), trial("b", 0.8, 0.99, 0.3), trial("dup", 0.85, 0.5, 0.5),
+              trial("c", 0.7, 0.2, 0.1)]
+    jobs = confirmation_jobs(trials, top=2, seeds=1)
+    assert [j["source_trial_id"] for j in jobs] == ["a", "b"]  # 'dup' is a's configuration; test acc is ignored
+
+
+@pytest.mark.parametrize("args, field", [(["--top", "0"], "top"), (["--seeds", "0"], "seeds")])
+def test_confirm_rejects_bad_counts(study_copy: Path, args: list[str], field: str,
+                                    capsys: pytest.CaptureFixture) -> None:
+    assert main(["confirm", str(study_copy), *args]) == 2
+    assert capsys.readouterr().err.startswith(f"kdstudy confirm: {field}: ")
+
+
+def test_report_and_confirm_need_a_study_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for command in ("report", "confirm"):
+        assert main([command, str(tmp_path / "missing")]) == 2
+        assert capsys.readouterr().err.startswith(f"kdstudy {command}: run: no study results in ")
