@@ -70,8 +70,9 @@ def test_stored_hops_are_reused(chain_cfg: ChainConfig, first_run) -> None:  # n
     assert all(h.reused for h in again.hops)
     assert [h.test_acc for h in again.hops] == [h.test_acc for h in result.hops]
     assert [h.train_flops for h in again.hops] == [h.train_flops for h in result.hops]
-    # only the test evaluation (1,000 images) is spent again
+    # only the test evaluation (1,000 images) is spent again, and it is not part of the training cost
     assert again.spent_flops == sum(h.flops * 1000 for h in again.hops) < result.spent_flops / 5
+    assert result.spent_flops == result.train_flops + again.spent_flops
 
 
 def test_dgkd_and_ensemble_reuse_the_shared_prefix(chain_cfg: ChainConfig, first_run, tmp_path: Path) -> None:  # noqa: ANN001
