@@ -1,0 +1,204 @@
+"""Figures of a study: cost/accuracy Pareto fronts, the method comparison and a trial's learning curves.
+
+Figures are built on `matplotlib.figure.Figure` with the Agg canvas rather than pyplot, so nothing here
+touches pyplot's global state or the backend a notebook or a test has chosen, and nothing leaks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis.load import ordered_groups, successful, with_labels
+from analysis.pareto import Direction, pareto_front
+from analysis.ranking import best_per_method, confirmation_summary
+
+DPI = 120
+
+# Fixed colours so a method group looks the same in every figure of every run.
+GROUP_COLOURS: dict[str, str] = {
+    "nokd": "#7f7f7f", "kd": "#1f77b4", "takd": "#ff7f0e", "dgkd": "#2ca02c",
+    "ensemble-mean": "#d62728", "ensemble-learned": "#9467bd", "ensemble-confidence": "#8c564b",
+}
+_OTHER_COLOUR = "#17becf"
+TA_MARKERS: dict[int, str] = {0: "o", 1: "s", 2: "^", 3: "D", 4: "v", 5: "P", 6: "X"}
+_OTHER_MARKER = "*"
+
+AXIS_LABELS: dict[str, str] = {
+    "train_flops": "chain training FLOPs (from scratch)",
+    "spent_flops": "FLOPs actually spent (with reused hops)",
+    "spent_seconds": "wall-clock training time (s)",
+    "student_params": "student parameters",
+    "student_flops": "student inference FLOPs per sample",
+    "student_val_acc": "student validation accuracy (%)",
+    "student_test_acc": "student test accuracy (%)",
+    "num_tas": "number of teacher assistants",
+}
+
+
+def pareto_plot(trials: pd.DataFrame, x: str, y: str, x_dir: Direction, y_dir: Direction,
+                path: str | Path) -> Path:
+    """Every successful trial (colour: method group, marker: number of TAs) with the front as a step line."""
+    ok = with_labels(successful(trials)).dropna(subset=[x, y])
+    fig, ax = new_figure((9.5, 5.5))
+    for (group, num_tas), part in ok.groupby(["group", "num_tas"], sort=False):
+        ax.scatter(_values(part, x), _values(part, y), s=42, alpha=0.8, color=group_colour(group),
+                   marker=ta_marker(num_tas), edgecolors="white", linewidths=0.5, zorder=2)
+    front = ok[pareto_front(ok, x, y, x_dir, y_dir)].sort_values([x, y])
+    front_x, front_y = _values(front, x), _values(front, y)
+    # A minimised x is reached from the left, so the staircase steps after each point; a maximised one before.
+    ax.step(front_x, front_y, where="post" if x_dir == "min" else "pre", color="black", linewidth=1.2,
+            alpha=0.7, zorder=1)
+    ax.scatter(front_x, front_y, s=170, facecolors="none", edgecolors="black", linewidths=1.4, zorder=3)
+    if _wants_log(ok, x):
+        ax.set_xscale("log")
+    ax.set_xlabel(axis_label(x, x_dir))
+    ax.set_ylabel(axis_label(y, y_dir))
+    ax.set_title(f"{axis_label(y)} vs {axis_label(x)}\n"
+                 f"{len(ok)} successful trials, {len(front)} on the Pareto front", fontsize=11)
+    ax.grid(True, which="major", alpha=0.3)
+    _pareto_legends(fig, ok)
+    return save_figure(fig, path)
+
+
+def method_comparison_plot(trials: pd.DataFrame, confirm: pd.DataFrame | None, path: str | Path) -> Path:
+    """Per method group: the best trial's val and test accuracy, and the seed-confirmed mean test ± 95 % CI."""
+    best = best_per_method(trials)
+    confirmed = _confirmed_per_group(confirm)
+    has_confirm = not confirmed.empty
+    fig, ax = new_figure((max(7.0, 1.3 * len(best) + 3), 5.0))
+    positions = np.arange(len(best))
+    width = 0.8 / (3 if has_confirm else 2)
+    bars = [("best trial: validation", 100 * best["student_val_acc"].to_numpy(float), "#4c72b0", None),
+            ("best trial: test", 100 * best["student_test_acc"].to_numpy(float), "#dd8452", None)]
+    if has_confirm:
+        rows = confirmed.reindex(best["group"])
+        bars.append(("re-seeded: mean test ± 95 % CI", 100 * rows["test_acc_mean"].to_numpy(float), "#55a868",
+                     100 * rows["test_acc_ci95"].fillna(0).to_numpy(float)))
+    for i, (label, heights, colour, errors) in enumerate(bars):
+        offset = (i - (len(bars) - 1) / 2) * width
+        ax.bar(positions + offset, heights, width, label=label, color=colour, yerr=errors, capsize=4,
+               error_kw={"elinewidth": 1.2})
+    _zoom_to_bars(ax, [b[1] for b in bars], [b[3] for b in bars])
+    # "ensemble-confidence" is wider than a bar group: break it at the dash.
+    ax.set_xticks(positions, [g.replace("-", "\n") for g in best["group"]])
+    ax.set_ylabel("student accuracy (%)")
+    ax.set_title("Best configuration per method group" + (" and its seed confirmation" if has_confirm else ""),
+                 fontsize=11)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return save_figure(fig, path)
+
+
+def learning_curves_plot(epochs: pd.DataFrame, trial_id: str, path: str | Path) -> Path:
+    """Validation accuracy and training loss per epoch of every hop of one trial, along the whole chain."""
+    rows = epochs[epochs["trial_id"] == trial_id].sort_values(["hop", "epoch"])
+    if rows.empty:
+        raise ValueError(f"trial_id: no epochs recorded for {trial_id!r}")
+    fig = Figure(figsize=(9.5, 6.0))
+    FigureCanvasAgg(fig)
+    acc_ax, loss_ax = fig.subplots(2, 1, sharex=True)
+    for hop, part in rows.groupby("hop"):
+        label = f"hop {hop}: {part['role'].iloc[0]} {part['arch'].iloc[0]}"
+        acc_ax.plot(part["global_epoch"], 100 * part["val_acc"], marker=".", label=label)
+        loss_ax.plot(part["global_epoch"], part["train_loss"], marker=".", label=label)
+    acc_ax.set_ylabel("validation accuracy (%)")
+    loss_ax.set_ylabel("training loss")
+    loss_ax.set_xlabel("epoch along the chain")
+    acc_ax.set_title(f"Learning curves of trial {trial_id}", fontsize=11)
+    for ax in (acc_ax, loss_ax):
+        ax.grid(True, alpha=0.3)
+    acc_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return save_figure(fig, path)
+
+
+def group_colour(group: str) -> str:
+    return GROUP_COLOURS.get(group, _OTHER_COLOUR)
+
+
+def ta_marker(num_tas: object) -> str:
+    try:
+        return TA_MARKERS.get(int(num_tas), _OTHER_MARKER)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return _OTHER_MARKER
+
+
+def axis_label(column: str, direction: Direction | None = None) -> str:
+    label = AXIS_LABELS.get(column, column.replace("_", " "))
+    if direction is None:
+        return label
+    return f"{label}  ({'lower' if direction == 'min' else 'higher'} is better)"
+
+
+def new_figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A pyplot-free figure with one axes (see the module docstring for why not pyplot)."""
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Saves `fig` as a white PNG at DPI, creating the folder, and frees it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # "tight" keeps the legends placed outside the axes inside the image.
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    fig.clear()  # a pyplot-free figure is not registered anywhere; clearing frees its artists now
+    return path
+
+
+def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Plot units: accuracies (stored as fractions) in %."""
+    values = frame[column].to_numpy(dtype=float)
+    return 100 * values if column.endswith("_acc") else values
+
+
+def _wants_log(frame: pd.DataFrame, column: str) -> bool:
+    """FLOPs always span orders of magnitude; other costs only get a log axis when they do too."""
+    values = frame[column].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() <= 0:
+        return False
+    return "flops" in column or values.max() / values.min() > 100
+
+
+def _pareto_legends(fig: Figure, ok: pd.DataFrame) -> None:
+    """Two figure-level legends right of the axes (figure legends, unlike a second axes legend, are kept
+    inside the image by the tight bounding box)."""
+    groups = ordered_groups(ok["group"])
+    group_handles = [Line2D([], [], linestyle="", marker="o", markersize=7, color=group_colour(g), label=g)
+                     for g in groups]
+    fig.legend(handles=group_handles, title="method group", loc="upper left", bbox_to_anchor=(0.91, 0.88),
+               fontsize=9, title_fontsize=9, frameon=False, alignment="left")
+    tas = sorted(int(n) for n in ok["num_tas"].dropna().unique())
+    ta_handles = [Line2D([], [], linestyle="", marker=ta_marker(n), markersize=7, color="#555555",
+                         label=f"{n} TA{'s' if n != 1 else ''}") for n in tas]
+    ta_handles.append(Line2D([], [], linestyle="-", marker="o", markersize=10, markerfacecolor="none",
+                             markeredgecolor="black", color="black", label="Pareto front"))
+    fig.legend(handles=ta_handles, title="teacher assistants", loc="lower left", bbox_to_anchor=(0.91, 0.11),
+               fontsize=9, title_fontsize=9, frameon=False, alignment="left")
+
+
+def _confirmed_per_group(confirm: pd.DataFrame | None) -> pd.DataFrame:
+    """One confirmed configuration per group: the best by mean *validation* accuracy (no test-set selection)."""
+    summary = confirmation_summary(confirm)
+    if summary.empty:
+        return summary
+    return summary.drop_duplicates("group", keep="first").set_index("group")
+
+
+def _zoom_to_bars(ax: Axes, heights: list[np.ndarray], errors: list[np.ndarray | None]) -> None:
+    """Accuracies of rival chains differ by a few points; a zero baseline would hide the differences."""
+    lows = [np.nanmin(h - (e if e is not None else 0)) for h, e in zip(heights, errors) if np.isfinite(h).any()]
+    highs = [np.nanmax(h + (e if e is not None else 0)) for h, e in zip(heights, errors) if np.isfinite(h).any()]
+    if not lows:
+        return
+    low, high = min(lows), max(highs)
+    margin = max(1.0, 0.15 * (high - low))
+    ax.set_ylim(max(0.0, low - 3 * margin), min(100.0, high + margin))

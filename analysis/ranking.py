@@ -1,0 +1,106 @@
+"""Rankings of a study's chains: overall, per method group, per number of TAs, and seed confirmation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from analysis.load import is_missing, sort_by_group, successful, with_labels
+from study.schema import config_fields
+
+RANK_COLUMNS: list[str] = [
+    "config_label", "method", "group", "weighting", "ta_depths", "num_tas", "temperature", "alpha",
+    "student_val_acc", "student_test_acc", "train_flops", "spent_seconds", "student_params", "trial_id",
+]
+
+# Two-sided 95 % Student t quantiles by degrees of freedom, for when scipy is not importable.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def rank_configurations(trials: pd.DataFrame) -> pd.DataFrame:
+    """Successful trials, best validation accuracy first; ties go to the cheaper chain (fewer FLOPs)."""
+    ok = with_labels(successful(trials))
+    # Model selection uses validation accuracy only: ranking on test accuracy would leak the test set.
+    ranked = ok.sort_values(["student_val_acc", "train_flops"], ascending=[False, True],
+                            kind="mergesort", na_position="last")
+    return ranked[RANK_COLUMNS].reset_index(drop=True)
+
+
+def best_per_method(trials: pd.DataFrame) -> pd.DataFrame:
+    """The best trial of each comparison group (nokd, kd, takd, dgkd, ensemble-<weighting>), in group order."""
+    return sort_by_group(rank_configurations(trials).drop_duplicates("group", keep="first"))
+
+
+def best_per_num_tas(trials: pd.DataFrame) -> pd.DataFrame:
+    """The best trial for each number of teacher assistants, fewest TAs first."""
+    ranked = rank_configurations(trials)
+    best = ranked.drop_duplicates("num_tas", keep="first")
+    return best.sort_values("num_tas", kind="mergesort").reset_index(drop=True)
+
+
+def best_config(trials: pd.DataFrame) -> dict[str, Any]:
+    """The flat ChainConfig of the best successful trial, with plain Python values (JSON- and from_flat-ready)."""
+    ranked = rank_configurations(trials)
+    if ranked.empty:
+        raise ValueError("trials: no successful trial")
+    ok = successful(trials)
+    row = ok[ok["trial_id"] == ranked.iloc[0]["trial_id"]].iloc[0]
+    return {field.name: _python_value(row[field.name], field.type) for field in config_fields()}
+
+
+def confirmation_summary(confirm: pd.DataFrame | None) -> pd.DataFrame:
+    """Per confirmed configuration: seeds that finished, mean ± std of test accuracy, 95 % CI half-width."""
+    columns = ["source_trial_id", "config_label", "group", "n_seeds", "test_acc_mean", "test_acc_std",
+               "test_acc_ci95", "val_acc_mean"]
+    if confirm is None or confirm.empty:
+        return pd.DataFrame(columns=columns)
+    ok = with_labels(successful(confirm))
+    rows = [_confirmation_row(source, seeds) for source, seeds in ok.groupby("source_trial_id", sort=False)]
+    summary = pd.DataFrame(rows, columns=columns)
+    return summary.sort_values("val_acc_mean", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+def t_quantile_975(dof: int) -> float:
+    """The 97.5 % quantile of Student's t with `dof` degrees of freedom (two-sided 95 % interval)."""
+    try:
+        from scipy.stats import t
+    except ImportError:
+        # The nearest tabulated dof at or below keeps the interval conservative.
+        keys = [k for k in sorted(_T975) if k <= dof]
+        return _T975[keys[-1]] if dof <= 120 else 1.960
+    return float(t.ppf(0.975, dof))
+
+
+def _confirmation_row(source: str, seeds: pd.DataFrame) -> dict[str, Any]:
+    test = seeds["student_test_acc"].astype(float)
+    n = int(test.notna().sum())
+    std = float(test.std(ddof=1)) if n > 1 else math.nan
+    return {
+        "source_trial_id": source,
+        "config_label": seeds["config_label"].iloc[0],
+        "group": seeds["group"].iloc[0],
+        "n_seeds": n,
+        "test_acc_mean": float(test.mean()),
+        "test_acc_std": std,
+        "test_acc_ci95": t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan,
+        "val_acc_mean": float(seeds["student_val_acc"].astype(float).mean()),
+    }
+
+
+def _python_value(value: Any, arrow_type: Any) -> Any:
+    """Back from pandas' storage to the config's types: NaN-for-null ints, numpy scalars, arrays as lists."""
+    if pa.types.is_list(arrow_type):
+        return [] if is_missing(value) else [int(v) for v in value]
+    if is_missing(value):
+        return None
+    if pa.types.is_integer(arrow_type):
+        return int(value)
+    if pa.types.is_floating(arrow_type):
+        return float(value)
+    if pa.types.is_boolean(arrow_type):
+        return bool(value)
+    return str(value)

@@ -1,0 +1,149 @@
+"""The study report: `<run>/report/` with the Pareto and method figures, `summary.md` and `best_config.json`.
+
+`summary.md` is assembled from (heading, markdown) sections: the built-in ones (the error avalanche among
+them, when the run has predictions), then those of other modules, which add theirs by appending a callable to
+`EXTRA_SECTIONS`; each is called with the loaded run and the report folder (to save figures next to the
+summary) and returns a section, or None to skip it for this run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from analysis.avalanche import avalanche_section
+from analysis.load import Run, load_run, successful
+from analysis.pareto import DEFAULT_FRONTS, pareto_front
+from analysis.plots import method_comparison_plot, pareto_plot
+from analysis.ranking import best_config, best_per_method, confirmation_summary, rank_configurations
+from analysis.tables import Column, fmt_code, fmt_float, fmt_int, fmt_pct, fmt_sci, markdown_table
+
+Section = tuple[str, str]
+SectionBuilder = Callable[[Run, Path], "Section | None"]
+
+# Called in order after the built-in sections; append to add a section to every report.
+EXTRA_SECTIONS: list[SectionBuilder] = []
+
+# File name of each default front's figure, in DEFAULT_FRONTS order.
+FRONT_FIGURES: tuple[str, ...] = ("pareto.png", "pareto_seconds.png", "pareto_params.png")
+
+# How every table of the report shows a trial column; sections pick the columns they need.
+TRIAL_COLUMNS: dict[str, Column] = {
+    "config_label": ("configuration", str),
+    "group": ("group", str),
+    "student_val_acc": ("val acc", fmt_pct),
+    "student_test_acc": ("test acc", fmt_pct),
+    "train_flops": ("training FLOPs", fmt_sci),
+    "spent_seconds": ("seconds", lambda v: fmt_float(v, 1)),
+    "trial_id": ("trial", fmt_code),
+}
+
+
+def write_report(run: str | Path) -> Path:
+    """Writes `<run>/report/` and returns that folder; raises ValueError when no trial succeeded."""
+    loaded = load_run(run)
+    if successful(loaded.trials).empty:
+        raise ValueError(f"trials: no successful trial in {loaded.path}")
+    out = loaded.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_figures(loaded, out)
+    (out / "best_config.json").write_text(json.dumps(best_config(loaded.trials), indent=2) + "\n")
+    sections = build_sections(loaded, out)
+    (out / "summary.md").write_text(render_summary(f"Study report: {loaded.path.name}", sections))
+    return out
+
+
+def build_sections(run: Run, out: Path) -> list[Section]:
+    """The built-in sections, then every EXTRA_SECTIONS builder that has something to say about this run."""
+    sections = [
+        best_section(run),
+        front_section(run),
+        methods_section(run),
+        confirmation_section(run),
+        avalanche_section(run, out),
+        status_section(run),
+        figures_section(),
+    ]
+    sections.extend(builder(run, out) for builder in EXTRA_SECTIONS)
+    return [section for section in sections if section is not None]
+
+
+def render_summary(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}\n"]
+    parts.extend(f"## {heading}\n\n{body.strip()}\n" for heading, body in sections)
+    return "\n".join(parts)
+
+
+def best_section(run: Run) -> Section:
+    best = rank_configurations(run.trials).iloc[0]
+    lines = [
+        f"**{best['config_label']}** (trial `{best['trial_id']}`)",
+        "",
+        f"- validation accuracy: {fmt_pct(best['student_val_acc'])}",
+        f"- test accuracy: {fmt_pct(best['student_test_acc'])}",
+        f"- chain training FLOPs (from scratch): {fmt_sci(best['train_flops'])}",
+        f"- wall-clock training time: {fmt_float(best['spent_seconds'], 1)} s",
+        f"- student parameters: {fmt_int(best['student_params'])}",
+        "",
+        "Full configuration: `best_config.json` (accepted by `ChainConfig.from_flat`).",
+    ]
+    return "Best configuration", "\n".join(lines)
+
+
+def front_section(run: Run) -> Section:
+    x, x_dir, y, y_dir = DEFAULT_FRONTS[0]
+    ranked = rank_configurations(run.trials)
+    front = ranked[pareto_front(ranked, x, y, x_dir, y_dir)].sort_values([x, y])
+    table = markdown_table(front, trial_columns(
+        "config_label", "train_flops", "student_val_acc", "student_test_acc", "spent_seconds", "trial_id"))
+    intro = "Chains that no other chain beats on both training FLOPs and validation accuracy, cheapest first."
+    return "Pareto front: training FLOPs vs validation accuracy", f"{intro}\n\n{table}"
+
+
+def methods_section(run: Run) -> Section:
+    columns = trial_columns("group", "config_label", "student_val_acc", "student_test_acc", "train_flops",
+                            "trial_id", headers={"config_label": "best configuration"})
+    table = markdown_table(best_per_method(run.trials), columns)
+    return "Method comparison", f"Best trial per method group, selected on validation accuracy.\n\n{table}"
+
+
+def confirmation_section(run: Run) -> Section | None:
+    summary = confirmation_summary(run.confirm)
+    if summary.empty:
+        return None
+    table = markdown_table(summary, {
+        "config_label": ("configuration", str),
+        "group": ("group", str),
+        "n_seeds": ("seeds", fmt_int),
+        "test_acc_mean": ("mean test acc", fmt_pct),
+        "test_acc_std": ("std", fmt_pct),
+        "test_acc_ci95": ("95 % CI ±", fmt_pct),
+        "val_acc_mean": ("mean val acc", fmt_pct),
+        "source_trial_id": ("source trial", fmt_code),
+    })
+    note = "Each configuration retrained with new seeds; the CI is Student-t over the seeds that finished."
+    return "Seed confirmation", f"{note}\n\n{table}"
+
+
+def status_section(run: Run) -> Section:
+    counts = run.trials["status"].value_counts().rename_axis("status").reset_index(name="trials")
+    return "Trials by status", markdown_table(counts, {"status": ("status", str), "trials": ("trials", fmt_int)})
+
+
+def figures_section() -> Section:
+    lines = [f"![{name}]({name})" for name in (*FRONT_FIGURES, "methods.png")]
+    return "Figures", "\n\n".join(lines)
+
+
+def trial_columns(*names: str, headers: Mapping[str, str] | None = None) -> dict[str, Column]:
+    """The TRIAL_COLUMNS `names`, in that order; `headers` renames some for one table."""
+    renamed = headers or {}
+    return {name: (renamed.get(name, TRIAL_COLUMNS[name][0]), TRIAL_COLUMNS[name][1]) for name in names}
+
+
+def _write_figures(run: Run, out: Path) -> None:
+    for (x, x_dir, y, y_dir), name in zip(DEFAULT_FRONTS, FRONT_FIGURES):
+        pareto_plot(run.trials, x, y, x_dir, y_dir, out / name)
+    method_comparison_plot(run.trials, run.confirm, out / "methods.png")
+

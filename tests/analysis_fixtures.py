@@ -1,0 +1,191 @@
+"""Helpers of the analysis tests: a fake study run, a "figure is not blank" check and a notebook runner.
+
+The fake run has schema-valid Parquet results with controlled values: plausible rather than real, every
+method group appears, accuracies and costs grow with the chain, one trial failed and three configurations
+were re-seeded. Tests of real output use the session's `tiny_study` (tests/conftest.py) instead.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from study import schema
+from trainables.config import ChainConfig
+
+# (method, weighting, space, ta_depths, drop): one per comparison group, then cycled.
+_CHAINS: list[tuple[str, str, str, list[int], int]] = [
+    ("nokd", "mean", "prob", [], 0),
+    ("kd", "mean", "prob", [], 0),
+    ("takd", "mean", "prob", [6], 0),
+    ("dgkd", "mean", "prob", [8, 4], 1),
+    ("ensemble", "mean", "prob", [6], 0),
+    ("ensemble", "learned", "logit", [8, 6, 4], 0),
+    ("ensemble", "confidence", "prob", [8, 4], 0),
+    ("takd", "mean", "prob", [8, 6, 4], 0),
+    ("dgkd", "mean", "prob", [6], 0),
+]
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_KERNEL = "python3"
+
+_SAMPLES = 4_500  # training images of mnist5k after the validation hold-out
+_EPOCHS = 3
+
+
+def write_fake_run(root: Path, n_trials: int = 12, seed: int = 0, with_confirm: bool = True) -> Path:
+    """Writes `<root>/results/{trials,hops,epochs[,confirm]}.parquet` and returns `root` (the run folder)."""
+    rng = random.Random(seed)
+    results = Path(root) / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    trials, hops, epochs = [], [], []
+    for i in range(n_trials):
+        trial_id = f"t{i:03d}"
+        config = _config(i, rng)
+        failed = i == n_trials - 1  # exactly one ERROR trial
+        trials.append(_trial_row(trial_id, config, rng, failed))
+        if not failed:
+            hops.extend(_hop_rows(trial_id, config, trials[-1], rng))
+            epochs.extend(_epoch_rows(trial_id, config, rng))
+    write_table(results / "trials.parquet", trials, schema.TRIALS)
+    write_table(results / "hops.parquet", hops, schema.HOPS)
+    write_table(results / "epochs.parquet", epochs, schema.EPOCHS)
+    if with_confirm:
+        write_table(results / "confirm.parquet", _confirm_rows(trials, rng), schema.CONFIRM)
+    return Path(root)
+
+
+def _config(i: int, rng: random.Random) -> dict[str, Any]:
+    method, weighting, space, tas, drop = _CHAINS[i % len(_CHAINS)]
+    flat = ChainConfig(method=method, weighting=weighting, space=space, ta_depths=tuple(tas), drop=drop,
+                       temperature=rng.choice([2.0, 4.0, 8.0]), alpha=round(rng.uniform(0.1, 0.9), 2),
+                       epochs=_EPOCHS, seed=i).to_flat()
+    return flat
+
+
+def _depths(config: dict[str, Any]) -> list[int]:
+    if config["method"] == "nokd":
+        return [2]
+    return [10, *config["ta_depths"], 2]
+
+
+def _trial_row(trial_id: str, config: dict[str, Any], rng: random.Random, failed: bool) -> dict[str, Any]:
+    depths = _depths(config)
+    train_flops = sum(_hop_train_flops(d) for d in depths)
+    val = 0.80 + 0.02 * len(depths) + rng.uniform(-0.03, 0.03)
+    metrics: dict[str, Any] = {
+        "num_tas": len(config["ta_depths"]),
+        "student_val_acc": round(val, 4),
+        "student_test_acc": round(val + rng.uniform(-0.02, 0.01), 4),
+        "train_flops": train_flops,
+        "spent_flops": train_flops - (_hop_train_flops(10) if rng.random() < 0.5 and len(depths) > 1 else 0),
+        "spent_seconds": train_flops / 2e11 * rng.uniform(0.8, 1.2),
+        "student_params": 20_000,
+        "student_flops": 1_000_000,
+        "ensemble_weights": [1 / (len(depths) - 1)] * (len(depths) - 1) if config["method"] == "ensemble" else None,
+    }
+    if failed:
+        metrics = {key: None for key in metrics}
+    return {"trial_id": trial_id, "status": "ERROR" if failed else "TERMINATED",
+            "error": "RuntimeError: CUDA out of memory" if failed else None, **config, **metrics}
+
+
+def _hop_train_flops(depth: int) -> int:
+    return 3 * depth * 500_000 * _SAMPLES * _EPOCHS
+
+
+def _hop_rows(trial_id: str, config: dict[str, Any], trial: dict[str, Any],
+              rng: random.Random) -> list[dict[str, Any]]:
+    depths = _depths(config)
+    rows = []
+    for index, depth in enumerate(depths):
+        role = "student" if index == len(depths) - 1 else "teacher" if index == 0 else "ta"
+        is_student = role == "student"
+        val = trial["student_val_acc"] if is_student else 0.9 + 0.005 * depth
+        rows.append({
+            "trial_id": trial_id, "index": index, "arch": f"plain{depth}", "role": role, "key": f"k{depth}",
+            "teachers": list(range(index)), "best_epoch": _EPOCHS - 1, "val_acc": val,
+            "test_acc": trial["student_test_acc"] if is_student else val - 0.01,
+            "params": 10_000 * depth, "flops": 500_000 * depth, "train_flops": _hop_train_flops(depth),
+            "train_seconds": _hop_train_flops(depth) / 2e11, "spent_flops": _hop_train_flops(depth),
+            "spent_seconds": _hop_train_flops(depth) / 2e11 * rng.uniform(0.8, 1.2),
+            "upper_forward_samples": index * _SAMPLES * _EPOCHS, "kl_terms": index, "reused": False,
+            "ensemble_weights": None,
+        })
+    return rows
+
+
+def _epoch_rows(trial_id: str, config: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    rows = []
+    for hop, depth in enumerate(_depths(config)):
+        for epoch in range(_EPOCHS):
+            rows.append({
+                "trial_id": trial_id, "hop": hop, "role": "student" if depth == 2 else "teacher",
+                "arch": f"plain{depth}", "epoch": epoch, "global_epoch": hop * _EPOCHS + epoch, "lr": 0.01,
+                "train_loss": 1.5 / (epoch + 1), "loss_ce": 1.0 / (epoch + 1), "loss_kd": 0.5 / (epoch + 1),
+                "val_acc": 0.7 + 0.05 * epoch + rng.uniform(0, 0.02), "val_loss": 1.2 / (epoch + 1),
+                "seconds": 1.0,
+            })
+    return rows
+
+
+def _confirm_rows(trials: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Three new seeds for each of the three best trials; one seed of the best fails."""
+    ok = sorted((t for t in trials if t["status"] == "TERMINATED"), key=lambda t: -t["student_val_acc"])
+    rows = []
+    for rank, source in enumerate(ok[:3]):
+        for k in range(3):
+            row = {**source, "source_trial_id": source["trial_id"], "trial_id": f"{source['trial_id']}-s{k}",
+                   "seed": 100 + k}
+            if rank == 0 and k == 2:
+                row.update(status="ERROR", error="RuntimeError: NaN loss", student_val_acc=None,
+                           student_test_acc=None)
+            else:
+                row["student_val_acc"] = round(source["student_val_acc"] + rng.uniform(-0.01, 0.01), 4)
+                row["student_test_acc"] = round(source["student_test_acc"] + rng.uniform(-0.01, 0.01), 4)
+            rows.append(row)
+    return rows
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], table_schema: pa.Schema) -> None:
+    """Rows as one Parquet file of `table_schema`; fields a row leaves out are null."""
+    pq.write_table(pa.Table.from_pylist(rows, schema=table_schema), path)
+
+
+def assert_png_not_blank(path: Path, min_height: int = 200, min_width: int = 300, min_std: float = 0.03) -> None:
+    """`path` decodes as a colour image of at least that size that is neither blank nor only black on white."""
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > min_height and pixels.shape[1] > min_width, pixels.shape
+    rgb = pixels[..., :3]
+    assert rgb.std() > min_std, f"{path.name} is (nearly) blank"
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 10, f"{path.name} has no colours"
+
+
+def execute_notebook(path: Path, run: Path, cwd: Path) -> Any:
+    """Executes the notebook at `path` against `run` in a fresh kernel started in `cwd`; returns it with outputs.
+
+    The kernel gets this environment plus the run to read (KDSTUDY_RUN), the project on its path (so an
+    uninstalled checkout works too) and a headless matplotlib backend. Raises CellExecutionError naming the
+    failing cell.
+    """
+    import nbformat  # imported here: only the notebook tests pay for jupyter
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    env = {**os.environ, "KDSTUDY_RUN": str(run), "MPLBACKEND": "Agg",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    client = NotebookClient(notebook, kernel_name=NOTEBOOK_KERNEL, timeout=120,
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=env)
+    return notebook
+
+
+def code_outputs(notebook: Any) -> list[Any]:
+    """Every output of the notebook's code cells, in order."""
+    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
