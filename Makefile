@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/ray_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

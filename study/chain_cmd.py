@@ -135,12 +135,31 @@ def hop_table(result: ChainResult) -> str:
 
 
 def result_record(result: ChainResult) -> dict[str, Any]:
+    """The chain's JSON: config, summary, hops — each hop with a summary of its test predictions measured
+    against the teacher's (how much of the teacher's error it repeats: the error avalanche)."""
     record = result.to_dict()
+    if result.test_targets is None:
+        return record
+    from analysis.avalanche import pair_metrics
+
+    target = result.test_targets.numpy()
+    top = result.hops[0].predictions
     for hop_record, hop in zip(record["hops"], result.hops):
-        if hop.predictions is not None and result.test_targets is not None:
-            wrong = hop.predictions.wrong(result.test_targets)
-            hop_record["test_errors"] = int(wrong.sum())
+        if hop.predictions is None or top is None:
+            continue
+        metrics = pair_metrics(top.predicted.numpy(), hop.predictions.predicted.numpy(), target)
+        hop_record["test_predictions"] = {
+            "errors": metrics.lower_errors,
+            "mean_true_prob": float(hop.predictions.true_prob.float().mean()),
+            "top_model_errors_repeated": _finite(metrics.p_lower_wrong_given_upper_wrong),
+            "wrong_given_top_model_right": _finite(metrics.p_lower_wrong_given_upper_right),
+            "same_wrong_class_as_top_model": _finite(metrics.inherited_error_rate),
+        }
     return record
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else value  # NaN → JSON null
 
 
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:

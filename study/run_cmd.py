@@ -104,6 +104,8 @@ def best_trial(results_path: str) -> dict[str, Any] | None:
 
 
 def describe(row: dict[str, Any]) -> str:
+    if row["method"] == "nokd":
+        return f"nokd {row['student']} (from labels alone)"
     chain = "→".join([row["teacher"], *(str(d) for d in row["ta_depths"] or []), row["student"]])
     parts = [row["method"], chain, f"T={row['temperature']:.2f}", f"α={row['alpha']:.2f}"]
     if row["method"] == "ensemble":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import ContextManager
+from typing import ContextManager, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -59,15 +59,14 @@ class TeacherOutputs:
                  per_batch: bool) -> None:
         self.teachers, self.flops, self.data, self.counters = teachers, flops, data, counters
         self.per_batch = per_batch
-        self._cache: dict[int, Tensor] = {}
+        self._cache: dict[Split, Tensor] = {}  # splits hash by identity
 
     def for_split(self, split: Split) -> Tensor:
         """(K, N, C) logits of every teacher on a whole split."""
-        key = id(split)
-        if key not in self._cache:
-            self._cache[key] = torch.stack([predict_logits(t, split, self.data) for t in self.teachers])
+        if split not in self._cache:
+            self._cache[split] = torch.stack([predict_logits(t, split, self.data) for t in self.teachers])
             self._count(range(len(self.teachers)), len(split))
-        return self._cache[key]
+        return self._cache[split]
 
     def for_batch(self, x: Tensor, idx: Tensor, active: list[int]) -> Tensor:
         """(A, B, C) logits of the active teachers on one training batch."""
@@ -78,7 +77,7 @@ class TeacherOutputs:
         self._count(active, len(x))
         return logits
 
-    def _count(self, teachers: "range | list[int]", samples: int) -> None:
+    def _count(self, teachers: Iterable[int], samples: int) -> None:
         for k in teachers:
             self.counters.flops += self.flops[k] * samples
             self.counters.upper_forward_samples += samples
