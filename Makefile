@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/kdstudy chain --method takd --tas 6,4 --width 0.5 --epochs 3 --lr 0.05 --out runs/chain.json
+	$(BIN)/kdstudy run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/ray_overhead.py
+	$(BIN)/python bench/predictions_layout.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

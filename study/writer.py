@@ -16,6 +16,9 @@ from study.schema import EPOCHS, HOPS, PREDICTIONS, TABLES, TRIALS, config_field
 from study.space import flat_from_params
 
 CONFIG_COLUMNS = [f.name for f in config_fields()]
+# Rows of predictions.parquet per row group: about one trial's hops (each row holds a whole test split), so a
+# reader filtering on trial_id skips the rest of the file by row-group statistics.
+PREDICTION_ROW_GROUP = 8
 SUMMARY_COLUMNS = TRIALS.names[TRIALS.names.index("num_tas") + 1:]
 
 
@@ -87,7 +90,9 @@ class ResultsWriter(Callback):
     def flush(self) -> None:
         for name, by_trial in self.rows.items():
             rows = [row for trial_rows in by_trial.values() for row in trial_rows]
-            write_table_atomic(pa.Table.from_pylist(rows, schema=TABLES[name]), f"{self.results_uri}/{name}.parquet")
+            table = pa.Table.from_pylist(rows, schema=TABLES[name])
+            group = PREDICTION_ROW_GROUP if name == "predictions" else None
+            write_table_atomic(table, f"{self.results_uri}/{name}.parquet", row_group_size=group)
 
     def _read_existing(self, name: str) -> dict[str, list[dict[str, Any]]]:
         fs, path = pafs.FileSystem.from_uri(f"{self.results_uri}/{name}.parquet")
@@ -138,14 +143,14 @@ def _error_text(trial: Any) -> str:
     return str(trial.get_error() or "")
 
 
-def write_table_atomic(table: pa.Table, uri: str) -> None:
+def write_table_atomic(table: pa.Table, uri: str, row_group_size: int | None = None) -> None:
     """Local: write beside, then rename — readers see the old file or the new one, never half of one.
     Object stores (s3://, gs://) make a finished upload visible at once, so they are written directly."""
     fs, path = pafs.FileSystem.from_uri(uri)
     fs.create_dir(os.path.dirname(path), recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{path}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, filesystem=fs)
+        pq.write_table(table, tmp, filesystem=fs, row_group_size=row_group_size)
         fs.move(tmp, path)
     else:
-        pq.write_table(table, path, filesystem=fs)
+        pq.write_table(table, path, filesystem=fs, row_group_size=row_group_size)

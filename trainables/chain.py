@@ -41,24 +41,91 @@ def train_chain(cfg: ChainConfig, report: Report | None = None, store: ModelStor
     """
     device = resolve_device(cfg.device)
     data = (data or load_chain_data(cfg)).to(device)
-    store = store if store is not None else MemoryStore()
-    emit = report or (lambda event: None)
-    models: list[nn.Module] = []
-    hops: list[HopResult] = []
+    trainer = ChainTrainer(cfg, data, store if store is not None else MemoryStore(), report or (lambda event: None))
     for plan in plan_chain(cfg):
-        teachers = [models[t] for t in plan.teachers]
-        teacher_flops = [hops[t].flops for t in plan.teachers]
-        model, hop = _run_hop(cfg, plan, data, teachers, teacher_flops, store, emit, epochs_before=len(hops) * cfg.epochs)
-        models.append(_freeze(model))
-        hops.append(hop)
-        emit({"event": "hop", **hop.to_dict()})
-    return ChainResult(cfg, hops, test_targets=data.test.y.cpu(), models=models)
+        hop = trainer.run_hop(plan)
+        trainer.emit({"event": "hop", **hop.to_dict()})
+    return ChainResult(cfg, trainer.hops, test_targets=data.test.y.cpu(), models=trainer.models)
 
 
-def _build(cfg: ChainConfig, plan: HopPlan, data: DataBundle) -> nn.Module:
-    torch.manual_seed(plan.seed)
-    model = build_model(plan.arch, data.num_classes, data.in_channels, data.image_size, cfg.width)
-    return model.to(data.train.x.device)
+class ChainTrainer:
+    """The state a chain builds up hop by hop: the frozen upper models and their results."""
+
+    def __init__(self, cfg: ChainConfig, data: DataBundle, store: ModelStore, emit: Report) -> None:
+        self.cfg, self.data, self.store, self.emit = cfg, data, store, emit
+        self.models: list[nn.Module] = []
+        self.hops: list[HopResult] = []
+
+    def run_hop(self, plan: HopPlan) -> HopResult:
+        """Loads the hop from the store, or trains and stores it; then evaluates it on the test split."""
+        started = time.perf_counter()
+        model = self._build(plan)
+        flops = inference_flops(model, self.data.in_channels, self.data.image_size)
+        counters = Counters()
+        with self.store.claim(plan.key):
+            stored = self.store.get(plan.key)
+            if stored is not None:
+                model.load_state_dict(stored.state_dict)
+                meta = stored.meta
+            else:
+                trained = self._train(plan, model, flops, counters)
+                # what training it from scratch cost, for every later reuse of these weights
+                meta = {**trained, "train_flops": counters.flops, "train_seconds": time.perf_counter() - started}
+                self.store.put(plan.key, StoredHop(model.state_dict(), meta))
+        test_logits = predict_logits(model, self.data.test, self.data)
+        counters.flops += flops * len(self.data.test)
+        hop = HopResult(
+            index=plan.index, arch=plan.arch, role=plan.role, key=plan.key, teachers=list(plan.teachers),
+            best_epoch=meta["best_epoch"], val_acc=meta["val_acc"],
+            test_acc=accuracy_and_loss(test_logits, self.data.test.y)[0],
+            params=count_params(model), flops=flops,
+            train_flops=meta["train_flops"], train_seconds=meta["train_seconds"],
+            spent_flops=counters.flops, spent_seconds=time.perf_counter() - started,
+            upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
+            reused=stored is not None, ensemble_weights=meta["ensemble_weights"],
+            predictions=_predictions(test_logits, self.data.test.y),
+        )
+        self.models.append(_freeze(model))
+        self.hops.append(hop)
+        return hop
+
+    def _build(self, plan: HopPlan) -> nn.Module:
+        torch.manual_seed(plan.seed)
+        model = build_model(plan.arch, self.data.num_classes, self.data.in_channels, self.data.image_size,
+                            self.cfg.width)
+        return model.to(self.data.train.x.device)
+
+    def _train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> dict[str, Any]:
+        """Trains one hop for cfg.epochs and leaves the best-validation weights in `model`."""
+        cfg, data = self.cfg, self.data
+        generator = torch.Generator().manual_seed(plan.seed)
+        teachers = [self.models[t] for t in plan.teachers]
+        method = teaching_for(cfg, len(teachers))
+        outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data, counters,
+                                 per_batch=cfg.augment)
+        if teachers and method.fits_on_validation:
+            method.fit(outputs.for_split(data.val), data.val.y)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+        schedule = _schedule(optimizer, cfg)
+        best_acc, best_epoch, best_state = -1.0, 0, None
+        for epoch in range(1, cfg.epochs + 1):
+            epoch_started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            stats = train_epoch(model, optimizer, data, method, outputs, batch_size=cfg.batch_size,
+                                augment=cfg.augment, generator=generator, model_flops=flops, counters=counters)
+            schedule.step()
+            val_acc, val_loss = accuracy_and_loss(predict_logits(model, data.val, data), data.val.y)
+            counters.flops += flops * len(data.val)
+            if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
+                best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
+            self.emit({"event": "epoch", "hop": plan.index, "role": plan.role, "arch": plan.arch, "epoch": epoch,
+                       "global_epoch": plan.index * cfg.epochs + epoch, "lr": lr, "train_loss": stats.loss,
+                       **{f"loss_{name}": value for name, value in stats.terms.items()},
+                       "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
+        model.load_state_dict(best_state)
+        return {"best_epoch": best_epoch, "val_acc": best_acc, "upper_forward_samples": counters.upper_forward_samples,
+                "kl_terms": counters.kl_terms, "ensemble_weights": method.learned_weights()}
 
 
 def _freeze(model: nn.Module) -> nn.Module:
@@ -67,72 +134,6 @@ def _freeze(model: nn.Module) -> nn.Module:
         parameter.requires_grad_(False)
         parameter.grad = None  # its own last step's gradients: dead weight from now on
     return model
-
-
-def _run_hop(cfg: ChainConfig, plan: HopPlan, data: DataBundle, teachers: list[nn.Module], teacher_flops: list[int],
-             store: ModelStore, emit: Report, epochs_before: int) -> tuple[nn.Module, HopResult]:
-    started = time.perf_counter()
-    model = _build(cfg, plan, data)
-    flops = inference_flops(model, data.in_channels, data.image_size)
-    counters = Counters()
-    with store.claim(plan.key):
-        stored = store.get(plan.key)
-        if stored is not None:
-            model.load_state_dict(stored.state_dict)
-            meta = stored.meta
-        else:
-            trained = _train_hop(cfg, plan, model, data, teachers, teacher_flops, flops, counters, emit, epochs_before)
-            meta = _finished_meta(trained, counters, started)
-            store.put(plan.key, StoredHop(model.state_dict(), meta))
-    test_logits = predict_logits(model, data.test, data)
-    counters.flops += flops * len(data.test)
-    hop = HopResult(
-        index=plan.index, arch=plan.arch, role=plan.role, key=plan.key, teachers=list(plan.teachers),
-        best_epoch=meta["best_epoch"], val_acc=meta["val_acc"],
-        test_acc=accuracy_and_loss(test_logits, data.test.y)[0],
-        params=count_params(model), flops=flops,
-        train_flops=meta["train_flops"], train_seconds=meta["train_seconds"],
-        spent_flops=counters.flops, spent_seconds=time.perf_counter() - started,
-        upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
-        reused=stored is not None, ensemble_weights=meta["ensemble_weights"],
-        predictions=_predictions(test_logits, data.test.y),
-    )
-    return model, hop
-
-
-def _finished_meta(meta: dict[str, Any], counters: Counters, started: float) -> dict[str, Any]:
-    """The hop's result as it holds for every later reuse: what training it from scratch cost."""
-    return {**meta, "train_flops": counters.flops, "train_seconds": time.perf_counter() - started}
-
-
-def _train_hop(cfg: ChainConfig, plan: HopPlan, model: nn.Module, data: DataBundle, teachers: list[nn.Module],
-               teacher_flops: list[int], flops: int, counters: Counters, emit: Report,
-               epochs_before: int) -> dict[str, Any]:
-    generator = torch.Generator().manual_seed(plan.seed)
-    method = teaching_for(cfg, len(teachers))
-    outputs = TeacherOutputs(teachers, teacher_flops, data, counters, per_batch=cfg.augment)
-    if teachers and method.fits_on_validation:
-        method.fit(outputs.for_split(data.val), data.val.y)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    schedule = _schedule(optimizer, cfg)
-    best_acc, best_epoch, best_state = -1.0, 0, None
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        stats = train_epoch(model, optimizer, data, method, outputs, batch_size=cfg.batch_size, augment=cfg.augment,
-                            generator=generator, model_flops=flops, counters=counters)
-        schedule.step()
-        val_acc, val_loss = accuracy_and_loss(predict_logits(model, data.val, data), data.val.y)
-        counters.flops += flops * len(data.val)
-        if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
-            best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
-        emit({"event": "epoch", "hop": plan.index, "role": plan.role, "arch": plan.arch, "epoch": epoch,
-              "global_epoch": epochs_before + epoch, "lr": lr, "train_loss": stats.loss,
-              **{f"loss_{name}": value for name, value in stats.terms.items()},
-              "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
-    model.load_state_dict(best_state)
-    return {"best_epoch": best_epoch, "val_acc": best_acc, "upper_forward_samples": counters.upper_forward_samples, "kl_terms": counters.kl_terms,
-            "ensemble_weights": method.learned_weights()}
 
 
 def _schedule(optimizer: torch.optim.Optimizer, cfg: ChainConfig) -> torch.optim.lr_scheduler.LRScheduler:
