@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -168,4 +167,37 @@ def test_argparse_type_errors_also_exit_2(capsys: pytest.CaptureFixture) -> None
         main(["run", "--trials", "many"])
     assert exit_info.value.code == 2
     assert "--trials" in capsys.readouterr().err
-    assert isinstance(argparse.ArgumentParser, type)
+
+
+def crash_once_after_the_first_hop(config: dict[str, Any], base: dict[str, Any],
+                                   shared_store: str | None = None) -> None:
+    """Dies after the first hop unless resuming from a checkpoint; trains without the shared store, so any hop
+    the retry does not train can only have come from the trial's own checkpoint."""
+    from ray import tune
+
+    from study import trainable
+
+    if tune.get_checkpoint() is None:
+        report = trainable.TuneReporter.__call__
+
+        def report_then_crash(self: trainable.TuneReporter, event: dict[str, Any]) -> None:
+            report(self, event)
+            if event["event"] == "hop":
+                raise RuntimeError("worker lost after the first hop")
+
+        trainable.TuneReporter.__call__ = report_then_crash  # this worker process only
+    chain_trainable(config, base, shared_store=None)
+
+
+def test_a_retried_trial_resumes_at_its_last_finished_hop(ray_cluster: None, spec_file: Path,
+                                                          tmp_path: Path) -> None:
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "retry", "trials": 1, "methods": "takd",
+                                 "max_failures": 1})
+    outcome = run_study(spec, trainable=crash_once_after_the_first_hop)
+    assert outcome.errors == []
+    trial = _table(tmp_path / "retry", "trials").to_pylist()[0]
+    assert trial["status"] == "TERMINATED"
+    hops = _table(tmp_path / "retry", "hops").to_pylist()
+    assert [h["reused"] for h in hops] == [True, False, False, False]  # the teacher came back from the checkpoint
+    epochs = [(e["hop"], e["epoch"]) for e in _table(tmp_path / "retry", "epochs").to_pylist()]
+    assert sorted(epochs) == [(h, 1) for h in range(4)]  # the teacher's epoch is recorded once, not twice
