@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
 def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
     """Prints where the results are and the best configuration; non-zero when no trial succeeded."""
+    if outcome.resumed:
+        print(f"\nresumed the study in {outcome.run_path}: it keeps the settings it was started with "
+              f"(use another --name for new ones)")
     print(f"\nresults: {outcome.results_path}/{{trials,hops,epochs,predictions}}.parquet")
     best = best_trial(outcome.results_path)
     if best is None:

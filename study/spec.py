@@ -17,6 +17,8 @@ from trainables.models import parse_arch
 
 OBJECTIVES = {"student_val_acc": "max", "train_flops": "min"}
 SCHEDULERS = ("none", "asha")
+# Chain fields set by top-level study keys rather than by [chain].
+STUDY_LEVEL_CHAIN_FIELDS = ("dataset", "data_dir", "teacher", "student", "epochs", "seed")
 # Chain fields the search owns: a spec may not fix them.
 SEARCHED_FIELDS = ("method", "ta_depths", "temperature", "alpha", "weighting", "space", "drop")
 
@@ -194,8 +196,9 @@ def _check_chain(spec: StudySpec) -> None:
     try:
         base = ChainConfig.from_flat({**spec.base_config(), "method": "kd"})
     except ConfigError as error:
-        raise UsageError(str(error) if str(error).split(":")[0] in ("teacher", "student", "dataset", "epochs", "seed")
-                         else f"chain.{error}") from None
+        field = str(error).split(":", 1)[0]
+        # name the field where the user wrote it: a top-level study key, or a key of [chain]
+        raise UsageError(str(error) if field in STUDY_LEVEL_CHAIN_FIELDS else f"chain.{error}") from None
     _check_data(base)
 
 
