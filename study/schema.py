@@ -8,21 +8,32 @@ import typing
 import pyarrow as pa
 
 from trainables.config import ChainConfig
+from trainables.results import HopResult
 
 _SCALARS: dict[typing.Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
-def _config_type(hint: typing.Any) -> pa.DataType:
-    if typing.get_origin(hint) is tuple:
-        return pa.list_(pa.int64())
-    options = [o for o in typing.get_args(hint) if o is not type(None)] or [hint]
-    return _SCALARS[options[0]]
+def _arrow_type(hint: typing.Any) -> pa.DataType:
+    """Python annotation → Arrow type: scalars, optionals, and tuple[int, ...] / list[X] as Arrow lists."""
+    options = [o for o in typing.get_args(hint) if o is not type(None)] if _is_optional(hint) else [hint]
+    hint = options[0]
+    if typing.get_origin(hint) in (tuple, list):
+        return pa.list_(_SCALARS[typing.get_args(hint)[0]])
+    return _SCALARS[hint]
+
+
+def _is_optional(hint: typing.Any) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def dataclass_fields(cls: type, exclude: tuple[str, ...] = ()) -> list[pa.Field]:
+    """One typed column per dataclass field, in declaration order: the record *is* the row."""
+    hints = typing.get_type_hints(cls)
+    return [pa.field(f.name, _arrow_type(hints[f.name])) for f in dataclasses.fields(cls) if f.name not in exclude]
 
 
 def config_fields() -> list[pa.Field]:
-    """One typed column per ChainConfig field, in declaration order: the config *is* the row."""
-    hints = typing.get_type_hints(ChainConfig)
-    return [pa.field(f.name, _config_type(hints[f.name])) for f in dataclasses.fields(ChainConfig)]
+    return dataclass_fields(ChainConfig)
 
 
 TRIAL_FIELDS = [
@@ -44,24 +55,7 @@ TRIALS = pa.schema(TRIAL_FIELDS)
 
 HOPS = pa.schema([
     pa.field("trial_id", pa.string(), nullable=False),
-    pa.field("index", pa.int64()),
-    pa.field("arch", pa.string()),
-    pa.field("role", pa.string()),  # teacher | ta | student
-    pa.field("key", pa.string()),
-    pa.field("teachers", pa.list_(pa.int64())),
-    pa.field("best_epoch", pa.int64()),
-    pa.field("val_acc", pa.float64()),
-    pa.field("test_acc", pa.float64()),
-    pa.field("params", pa.int64()),
-    pa.field("flops", pa.int64()),
-    pa.field("train_flops", pa.int64()),
-    pa.field("train_seconds", pa.float64()),
-    pa.field("spent_flops", pa.int64()),
-    pa.field("spent_seconds", pa.float64()),
-    pa.field("upper_forward_samples", pa.int64()),
-    pa.field("kl_terms", pa.int64()),
-    pa.field("reused", pa.bool_()),
-    pa.field("ensemble_weights", pa.list_(pa.float64())),
+    *dataclass_fields(HopResult, exclude=("predictions",)),  # role: teacher | ta | student; index 0 = teacher
 ])
 
 EPOCHS = pa.schema([
