@@ -98,9 +98,10 @@ def _journal(spec: StudySpec) -> optuna.storages.BaseStorage | None:
 
 def _scheduler(spec: StudySpec) -> TrialScheduler:
     if spec.scheduler == "asha":
-        # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut.
+        # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
+        # reaches max_t must go on to its final report, which carries the chain's record.
         return ASHAScheduler(time_attr="student_epoch", metric=spec.objectives[0], mode=OBJECTIVES[spec.objectives[0]],
-                             max_t=spec.epochs, grace_period=1, reduction_factor=2)
+                             max_t=spec.epochs, grace_period=1, reduction_factor=2, stop_last_trials=False)
     return FIFOScheduler()
 
 

@@ -1,0 +1,43 @@
+"""The study's other modes on the real cluster: two objectives (multi-objective Optuna) and ASHA early stopping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+
+from study.runner import run_study
+from study.spec import load_spec
+
+
+def test_two_objectives_run_a_multi_objective_search(ray_cluster: None, spec_file: Path, tmp_path: Path) -> None:
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "pareto", "trials": 4,
+                                 "objectives": "student_val_acc,train_flops"})
+    assert run_study(spec).errors == []
+    rows = pq.read_table(tmp_path / "pareto" / "results" / "trials.parquet").to_pylist()
+    assert len(rows) == 4 and all(r["status"] == "TERMINATED" for r in rows)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "pareto" / "results" / "optuna_journal.log")))
+    study = optuna.load_study(study_name="pareto", storage=journal)
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 4 and all(len(t.values) == 2 for t in finished)
+    assert {round(t.values[0], 6) for t in finished} == {round(r["student_val_acc"], 6) for r in rows}
+
+
+def test_asha_stops_weak_students_early_and_records_them(ray_cluster: None, spec_file: Path, tmp_path: Path) -> None:
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "asha", "trials": 6, "epochs": 4,
+                                 "scheduler": "asha", "methods": "nokd,kd", "max_concurrent": 2})
+    assert run_study(spec).errors == []
+    rows = pq.read_table(tmp_path / "asha" / "results" / "trials.parquet").to_pylist()
+    assert len(rows) == 6
+    statuses = {r["status"] for r in rows}
+    assert statuses <= {"TERMINATED", "STOPPED"} and "TERMINATED" in statuses
+    for row in rows:
+        assert row["student_val_acc"] is not None  # a stopped trial keeps what its student reached
+    stopped = [r for r in rows if r["status"] == "STOPPED"]
+    epochs = pq.read_table(tmp_path / "asha" / "results" / "epochs.parquet").to_pylist()
+    for row in stopped:  # stopped before the student's last epoch
+        student_epochs = [e["epoch"] for e in epochs if e["trial_id"] == row["trial_id"] and e["role"] == "student"]
+        assert max(student_epochs) < 4
