@@ -47,19 +47,20 @@ def suggest(trial: Trial, spec: StudySpec) -> dict[str, Any]:
 
 def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
     """The seed paper's comparison over the full candidate chain, so it is always in the data: TAKD, DGKD
-    (dropping one teacher, as published) and the mean ensemble, at one shared T and α."""
+    (dropping one teacher, as published), the mean and the learned ensemble, at one shared T and α."""
     if not spec.ta_candidates:
         return []
     full_chain = ta_subsets(spec.ta_candidates)[0]
     temperature = min(max(5.0, spec.temperature_range[0]), spec.temperature_range[1])
     alpha = min(max(0.5, spec.alpha_range[0]), spec.alpha_range[1])
     shared = {"ta_depths": full_chain, "temperature": temperature, "alpha": alpha}
-    points = {
-        "takd": {"method": "takd", **shared},
-        "dgkd": {"method": "dgkd", **shared, "drop": 1},
-        "ensemble": {"method": "ensemble", **shared, "weighting": "mean", "space": "prob"},
-    }
-    return [point for method, point in points.items() if method in spec.methods]
+    points = [
+        {"method": "takd", **shared},
+        {"method": "dgkd", **shared, "drop": 1},
+        {"method": "ensemble", **shared, "weighting": "mean", "space": "prob"},
+        {"method": "ensemble", **shared, "weighting": "learned", "space": "prob"},
+    ]
+    return [point for point in points if point["method"] in spec.methods]
 
 
 def flat_from_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ teacher = "plain6"
 student = "plain2"
 ta_candidates = [4, 3]
 epochs = 1
-trials = 4
+trials = 5
 max_concurrent = 2
 max_failures = 0
 
@@ -46,7 +46,7 @@ def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_study(ray_cluster: None, spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real 4-trial study on tiny data, run once per session: `<storage>/tiny`, with all its Parquet files."""
+    """A real 5-trial study on tiny data, run once per session: `<storage>/tiny`, with all its Parquet files."""
     from study.cli import main
 
     storage = tmp_path_factory.mktemp("storage")

@@ -54,12 +54,13 @@ def test_warm_start_points_come_first_and_are_the_seed_papers_comparison() -> No
         trial, flat = _sample(study)
         firsts.append(flat)
         study.tell(trial, 0.0)
-    assert [f["method"] for f in firsts] == ["takd", "dgkd", "ensemble"]
+    assert [f["method"] for f in firsts] == ["takd", "dgkd", "ensemble", "ensemble"]
     assert all(f["ta_depths"] == [8, 6, 4] for f in firsts)
-    assert firsts[1]["drop"] == 1 and firsts[2]["weighting"] == "mean"
+    assert firsts[1]["drop"] == 1 and [f["weighting"] for f in firsts[2:]] == ["mean", "learned"]
 
 
-@pytest.mark.parametrize("methods, expected", [(("takd",), ["takd"]), (("nokd", "kd"), [])])
+@pytest.mark.parametrize("methods, expected", [(("takd",), ["takd"]), (("nokd", "kd"), []),
+                                               (("ensemble", "kd"), ["ensemble", "ensemble"])])
 def test_warm_starts_follow_the_methods_in_the_spec(methods: tuple[str, ...], expected: list[str]) -> None:
     spec = StudySpec(methods=methods)
     assert [p["method"] for p in warm_start_points(spec)] == expected

@@ -30,8 +30,8 @@ def _table(run: Path, name: str) -> pa.Table:
 def test_study_writes_every_table_with_exact_row_counts(finished_study: Path) -> None:
     trials, hops = _table(finished_study, "trials"), _table(finished_study, "hops")
     epochs, predictions = _table(finished_study, "epochs"), _table(finished_study, "predictions")
-    assert trials.num_rows == 4
-    assert trials.column("status").to_pylist() == ["TERMINATED"] * 4
+    assert trials.num_rows == 5
+    assert trials.column("status").to_pylist() == ["TERMINATED"] * 5
     chain_lengths = [2 + n if m != "nokd" else 1 for m, n in zip(trials.column("method").to_pylist(),
                                                                   trials.column("num_tas").to_pylist())]
     assert hops.num_rows == predictions.num_rows == sum(chain_lengths)
@@ -39,13 +39,15 @@ def test_study_writes_every_table_with_exact_row_counts(finished_study: Path) ->
     assert epochs.num_rows == trained_here * 1  # one epoch per trained hop; reused hops train none
     assert trials.schema.field("ta_depths").type == pa.list_(pa.int64())
     assert predictions.schema.field("true_prob").type == pa.list_(pa.float16())
-    assert len(set(trials.column("trial_id").to_pylist())) == 4
+    assert len(set(trials.column("trial_id").to_pylist())) == 5
 
 
 def test_warm_start_comparison_is_in_the_data(finished_study: Path) -> None:
     rows = _table(finished_study, "trials").to_pylist()
     full_chain = {(r["method"], tuple(r["ta_depths"])) for r in rows}
     assert {("takd", (4, 3)), ("dgkd", (4, 3)), ("ensemble", (4, 3))} <= full_chain
+    weightings = {r["weighting"] for r in rows if r["method"] == "ensemble" and r["ta_depths"] == [4, 3]}
+    assert {"mean", "learned"} <= weightings
     assert all(r["student_val_acc"] is not None and r["train_flops"] > 0 for r in rows)
 
 
@@ -53,11 +55,11 @@ def test_a_second_client_reads_the_same_rows(finished_study: Path) -> None:
     results = finished_study / "results"
     con = duckdb.connect()
     trials = con.execute(f"select count(*), count(distinct trial_id) from '{results}/trials.parquet'").fetchone()
-    assert trials == (4, 4)
+    assert trials == (5, 5)
     joined = con.execute(f"""
         select count(*) from '{results}/hops.parquet' h join '{results}/trials.parquet' t using (trial_id)
         where h.role = 'student' and h.val_acc = t.student_val_acc""").fetchone()[0]
-    assert joined == 4
+    assert joined == 5
     depth_type = con.execute(f"select typeof(ta_depths) from '{results}/trials.parquet' limit 1").fetchone()[0]
     assert depth_type == "BIGINT[]"
 
