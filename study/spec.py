@@ -55,14 +55,15 @@ class StudySpec:
 
     @property
     def storage_uri(self) -> str:
-        """Ray needs absolute storage: local paths are resolved, URIs (s3://, gs://, …) kept."""
-        if "://" in self.storage:
+        """Ray needs absolute storage: local paths (file:// too) become absolute paths, other URIs are kept."""
+        local = self.storage.removeprefix("file://")
+        if "://" in local:
             return self.storage
-        return str(Path(self.storage).expanduser().resolve())
+        return str(Path(local).expanduser().resolve())
 
     @property
     def is_local(self) -> bool:
-        return "://" not in self.storage or self.storage.startswith("file://")
+        return "://" not in self.storage_uri
 
     @property
     def run_path(self) -> str:

@@ -64,3 +64,4 @@ def test_warm_start_points_come_first_and_are_the_seed_papers_comparison() -> No
 def test_warm_starts_follow_the_methods_in_the_spec(methods: tuple[str, ...], expected: list[str]) -> None:
     spec = StudySpec(methods=methods)
     assert [p["method"] for p in warm_start_points(spec)] == expected
+
