@@ -97,9 +97,7 @@ class TuneReporter:
              "true_prob": h.predictions.true_prob.float().tolist()}
             for h in result.hops if h.predictions is not None
         ]
-        record = {"config": result.config.to_flat(), **result.summary(),
-                  "hops": [h.to_dict() for h in result.hops], "predictions": predictions,
+        record = {**result.to_dict(), "predictions": predictions,
                   "target": result.test_targets.tolist() if result.test_targets is not None else []}
-        summary = result.summary()
-        return {**self._common(summary["student_val_acc"], self.cfg.epochs), "train_flops": result.train_flops,
+        return {**self._common(result.student.val_acc, self.cfg.epochs), "train_flops": result.train_flops,
                 "chain_record": json.dumps(record), "done": True}
