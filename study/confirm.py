@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 from study.errors import UsageError
+from study.results import ranked_trials, read_rows
 from study.runner import StudyOutcome, _trial_dirname
 from study.trainable import chain_trainable
 from study.writer import CONFIG_COLUMNS, ConfirmWriter
@@ -22,19 +21,17 @@ IDENTITY_COLUMNS = [c for c in CONFIG_COLUMNS if c not in ("seed", "data_dir", "
 
 
 def read_trials(run: str) -> list[dict[str, Any]]:
-    fs, path = pafs.FileSystem.from_uri(f"{run}/results/trials.parquet")
-    if fs.get_file_info(path).type != pafs.FileType.File:
+    rows = read_rows(f"{run}/results/trials.parquet")
+    if rows is None:
         raise UsageError(f"run: no results/trials.parquet in {run}")
-    return pq.read_table(path, filesystem=fs).to_pylist()
+    return rows
 
 
 def confirmation_jobs(trials: list[dict[str, Any]], top: int, seeds: int) -> list[dict[str, Any]]:
     """The `top` best distinct configurations (by validation accuracy, never test), each with `seeds` seeds
     that the study did not use."""
-    ranked = sorted((t for t in trials if t["status"] == "TERMINATED" and t["student_val_acc"] is not None),
-                    key=lambda t: (-t["student_val_acc"], t["train_flops"] or 0))
     chosen: dict[tuple, dict[str, Any]] = {}
-    for trial in ranked:
+    for trial in ranked_trials(trials):
         chosen.setdefault(_identity(trial), trial)
     if not chosen:
         raise UsageError("run: no successful trial to confirm")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.fs as pafs
 
 from study.errors import UsageError
+from study.results import ranked_trials, read_rows
 from study.spec import StudySpec, load_spec
 
 if TYPE_CHECKING:
@@ -96,14 +97,8 @@ def check_storage(spec: StudySpec) -> None:
 
 
 def best_trial(results_path: str) -> dict[str, Any] | None:
-    import pyarrow.parquet as pq
-
-    fs, path = pafs.FileSystem.from_uri(f"{results_path}/trials.parquet")
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    rows = [r for r in pq.read_table(path, filesystem=fs).to_pylist()
-            if r["status"] == "TERMINATED" and r["student_val_acc"] is not None]
-    return max(rows, key=lambda r: (r["student_val_acc"], -(r["train_flops"] or 0)), default=None)
+    ranked = ranked_trials(read_rows(f"{results_path}/trials.parquet") or [])
+    return ranked[0] if ranked else None
 
 
 def describe(row: dict[str, Any]) -> str:

@@ -8,11 +8,10 @@ import os
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from ray.tune import Callback
 
-from study.schema import EPOCHS, HOPS, PREDICTIONS, TABLES, TRIALS, config_fields
+from study.results import read_rows, write_table_atomic
+from study.schema import EPOCHS, HOPS, TABLES, TRIALS, config_fields
 from study.space import flat_from_params
 
 CONFIG_COLUMNS = [f.name for f in config_fields()]
@@ -33,6 +32,9 @@ class ResultsWriter(Callback):
         self.base = base
         self.rows: dict[str, dict[str, list[dict[str, Any]]]] = {
             name: {} for name in (self.trials_table, *self.detail_tables)}
+        # Tables changed since the last write: a finished trial rewrites its tables, an errored one only the
+        # trials (and epochs) table, never the large predictions file again.
+        self.dirty: set[str] = set()
 
     # Tune calls setup on a fresh start and on a restore: both pick up what earlier sessions wrote.
     def setup(self, **info: Any) -> None:
@@ -45,6 +47,7 @@ class ResultsWriter(Callback):
             # a retried trial re-trains its unfinished hop: keep only the latest run of each (hop, epoch)
             epochs[:] = [r for r in epochs if (r["hop"], r["epoch"]) != (record["hop"], record["epoch"])]
             epochs.append({"trial_id": trial.trial_id, **{k: record.get(k) for k in EPOCHS.names[1:]}})
+            self.dirty.add("epochs")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
@@ -67,6 +70,7 @@ class ResultsWriter(Callback):
         if not self.detail_tables:
             return
         trial_id = trial.trial_id
+        self.dirty.update(self.detail_tables)
         self.rows["hops"][trial_id] = [{"trial_id": trial_id, **{k: h.get(k) for k in HOPS.names[1:]}}
                                        for h in record["hops"]]
         target = record["target"]
@@ -80,6 +84,7 @@ class ResultsWriter(Callback):
         row["num_tas"] = len(config.get("ta_depths") or [])
         row.update({name: summary.get(name) for name in SUMMARY_COLUMNS})
         self.rows[self.trials_table][self._row_key(trial, row)] = [self._decorate(trial, row)]
+        self.dirty.add(self.trials_table)
 
     def _row_key(self, trial: Any, row: dict[str, Any]) -> str:
         return trial.trial_id
@@ -88,18 +93,16 @@ class ResultsWriter(Callback):
         return row
 
     def flush(self) -> None:
-        for name, by_trial in self.rows.items():
-            rows = [row for trial_rows in by_trial.values() for row in trial_rows]
+        for name in sorted(self.dirty):
+            rows = [row for trial_rows in self.rows[name].values() for row in trial_rows]
             table = pa.Table.from_pylist(rows, schema=TABLES[name])
             group = PREDICTION_ROW_GROUP if name == "predictions" else None
             write_table_atomic(table, f"{self.results_uri}/{name}.parquet", row_group_size=group)
+        self.dirty.clear()
 
     def _read_existing(self, name: str) -> dict[str, list[dict[str, Any]]]:
-        fs, path = pafs.FileSystem.from_uri(f"{self.results_uri}/{name}.parquet")
-        if fs.get_file_info(path).type != pafs.FileType.File:
-            return {}
         by_trial: dict[str, list[dict[str, Any]]] = {}
-        for row in pq.read_table(path, filesystem=fs).to_pylist():
+        for row in read_rows(f"{self.results_uri}/{name}.parquet") or []:
             by_trial.setdefault(self._stored_key(name, row), []).append(row)
         return by_trial
 
@@ -141,16 +144,3 @@ def _error_text(trial: Any) -> str:
         with open(local) as handle:
             return handle.read()
     return str(trial.get_error() or "")
-
-
-def write_table_atomic(table: pa.Table, uri: str, row_group_size: int | None = None) -> None:
-    """Local: write beside, then rename — readers see the old file or the new one, never half of one.
-    Object stores (s3://, gs://) make a finished upload visible at once, so they are written directly."""
-    fs, path = pafs.FileSystem.from_uri(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, filesystem=fs, row_group_size=row_group_size)
-        fs.move(tmp, path)
-    else:
-        pq.write_table(table, path, filesystem=fs, row_group_size=row_group_size)
