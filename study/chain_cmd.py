@@ -14,6 +14,7 @@ from tqdm import tqdm
 from study.errors import UsageError
 from trainables import ChainConfig, ChainResult, train_chain
 from trainables.chain import load_chain_data
+from trainables.data import DataBundle, DataError
 
 # flag → config field, for the flags that map one to one
 FLAG_FIELDS = ("dataset", "data_dir", "teacher", "student", "method", "weighting", "space", "drop", "temperature",
@@ -101,16 +102,14 @@ def _check_writable(name: str, path: Path | None) -> None:
         raise UsageError(f"{name}: cannot write to {path.parent} (missing or not writable)")
 
 
-def _load_data(cfg: ChainConfig, download: bool):  # noqa: ANN202 (DataBundle)
-    from trainables.data import DataError
-
+def _load_data(cfg: ChainConfig, download: bool) -> DataBundle:
     try:
         return load_chain_data(cfg, download=download)
     except DataError as error:
         raise UsageError(str(error)) from None
 
 
-def _train_with_progress(cfg: ChainConfig, data, progress: bool) -> ChainResult:  # noqa: ANN001
+def _train_with_progress(cfg: ChainConfig, data: DataBundle, progress: bool) -> ChainResult:
     total = len(cfg.archs) * cfg.epochs
     with tqdm(total=total, disable=not progress, unit="epoch", dynamic_ncols=True) as bar:
         def report(event: dict[str, Any]) -> None:

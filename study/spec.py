@@ -183,8 +183,7 @@ def _check_range(bounds: tuple[float, ...], name: str, low: float, high: float |
 def _check_chain(spec: StudySpec) -> None:
     fixed = sorted(set(spec.chain) & set(SEARCHED_FIELDS))
     _check(not fixed, f"chain.{fixed[0]}" if fixed else "chain", "is searched; it cannot be fixed in [chain]")
-    _, teacher_depth = _arch("teacher", spec.teacher)
-    family, _ = _arch("teacher", spec.teacher)
+    family, teacher_depth = _arch("teacher", spec.teacher)
     _, student_depth = _arch("student", spec.student)
     candidates = list(spec.ta_candidates)
     _check(all(student_depth < d < teacher_depth for d in candidates) and len(set(candidates)) == len(candidates),

@@ -17,9 +17,6 @@ class TestPredictions:
     predicted: torch.Tensor  # int16
     true_prob: torch.Tensor  # float16
 
-    def wrong(self, targets: torch.Tensor) -> torch.Tensor:
-        return self.predicted.long() != targets
-
 
 @dataclass
 class HopResult:
