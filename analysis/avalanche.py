@@ -8,25 +8,20 @@ right (`lift`), and how often l repeats u's *exact* wrong class (a much stronger
 failing on the same hard images, which independently trained models also do).
 
 Layers: pure numpy metrics (`pair_metrics`, `chain_pair_table`, `avalanche_curve`), then the Parquet-shaped
-DataFrames of a run as `analysis.load` reads them (`trial_avalanche`, `avalanche_summary`), then the report
-outputs (`avalanche_plot`, and `avalanche_section`, which `analysis.report` includes in every report).
+DataFrames of a run as `analysis.load` reads them (`trial_avalanche`, `avalanche_summary`). The figure is
+`analysis.plots.avalanche_plot`, the report's section `analysis.report.avalanche_section`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
 
-from analysis.load import Run, ordered_groups, sort_by_group, successful, with_labels
-from analysis.plots import group_colour, new_figure, save_figure
-from analysis.tables import Column, fmt_code, fmt_float, fmt_int, fmt_pct, markdown_table
-
-PLOT_TITLE = "Error avalanche: share of the teacher's test errors repeated down the chain"
+from analysis.load import Run, sort_by_group
+from analysis.ranking import ranked
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,16 +153,16 @@ def trial_avalanche(predictions_df: pd.DataFrame, trial_id: str) -> tuple[pd.Dat
 
 
 def best_trials(trials_df: pd.DataFrame, predictions_df: pd.DataFrame) -> pd.DataFrame:
-    """The best successful trial (by student_val_acc) of each method group among trials with a teacher.
+    """The best successful trial of each method group among trials with a teacher, ranked as everywhere else
+    (`analysis.ranking`): the report's best trial of a group is the one whose avalanche it shows.
 
     Only trials with predictions for at least two hops count: a one-hop chain (nokd) has no teacher whose
     errors could be inherited, and a best trial without predictions would silently drop its group.
     """
     hop_counts = predictions_df.groupby("trial_id")["hop"].nunique()
     chained = hop_counts[hop_counts >= 2]
-    ok = successful(with_labels(trials_df))
-    ok = ok[ok["student_val_acc"].notna() & ok["trial_id"].isin(chained.index)]
-    best = ok.sort_values(["student_val_acc", "trial_id"], ascending=[False, True]).drop_duplicates("group")
+    ok = ranked(trials_df)
+    best = ok[ok["trial_id"].isin(chained.index)].drop_duplicates("group", keep="first")
     return sort_by_group(best.assign(num_hops=best["trial_id"].map(chained).astype(int)))
 
 
@@ -203,97 +198,3 @@ def run_summary(run: Run) -> pd.DataFrame:
     if run.predictions is None:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     return avalanche_summary(run.trials, run.predictions)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Report outputs
-# ---------------------------------------------------------------------------------------------------------------
-
-# Horizontal distance between the groups' points at one chain position: chains that reuse the same teacher or
-# TA hops have identical values there, and undodged the last group drawn would hide all the others.
-DODGE = 0.06
-
-
-def _plot_positions(curve: pd.DataFrame, last_position: int) -> np.ndarray:
-    # students share the right-most column so chains with fewer TAs stay comparable at the end that matters
-    return np.where(curve["role"].to_numpy() == "student", last_position, curve["hop"].to_numpy())
-
-
-def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path) -> Path:
-    """Line plot of teacher_error_carried (%) along the chain per method group, baselines dashed; saves a PNG."""
-    empty = summary_curve_df.empty
-    max_tas = 0 if empty else int((summary_curve_df.groupby("group")["hop"].max() - 1).clip(lower=0).max())
-    last_position = max_tas + 1
-    fig, ax = new_figure((10, 5))
-    groups = [] if empty else ordered_groups(summary_curve_df["group"])
-    for i, group in enumerate(groups):
-        curve = summary_curve_df[summary_curve_df["group"] == group].sort_values("hop")
-        x = _plot_positions(curve, last_position) + (i - (len(groups) - 1) / 2) * DODGE
-        colour = group_colour(group)  # the same colour as in the Pareto and method figures
-        ax.plot(x, 100 * curve["teacher_error_carried"], marker="o", color=colour, label=group)
-        ax.plot(x, 100 * curve["baseline"], marker=".", linestyle="--", color=colour)
-    ax.set_xticks(range(last_position + 1))
-    ax.set_xticklabels(["teacher", *(f"TA{k}" for k in range(1, max_tas + 1)), "student"])
-    ax.set_xlabel("position along the chain (students aligned at the right)")
-    ax.set_ylabel("test samples wrong (%)")
-    # shares: the teacher's own point is 100 % carried / 0 % baseline by definition; the margin keeps those
-    # markers whole instead of cut in half by the frame
-    ax.set_ylim(-3, 103)
-    ax.set_title(PLOT_TITLE, fontsize=10)
-    ax.grid(alpha=0.3)
-    if groups:
-        # one entry per group plus a line-style key, outside the axes: inside it hides the lines it explains
-        handles, labels = ax.get_legend_handles_labels()
-        handles += [Line2D([], [], color="black", marker="o"), Line2D([], [], color="black", linestyle="--")]
-        labels += ["wrong where the teacher is wrong", "wrong where the teacher is right"]
-        ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, path)
-
-
-def _share(value: float) -> str:
-    return fmt_pct(value, 1)
-
-
-# teacher_student_rows column → (header, formatter) of the report table; every column from TAs on is numeric
-STUDENT_PAIR_COLUMNS: dict[str, Column] = {
-    "group": ("group", str),
-    "trial_id": ("trial", fmt_code),
-    "num_tas": ("TAs", fmt_int),
-    "student_val_acc": ("student val acc", fmt_pct),
-    "error_rate": ("student error", _share),
-    "teacher_error_carried": ("P(s wrong | t wrong)", _share),
-    "baseline": ("P(s wrong | t right)", _share),
-    "lift": ("lift", fmt_float),
-    "same_class_share": ("same-class share", _share),
-}
-
-
-def student_pair_markdown(pairs: pd.DataFrame) -> str:
-    """The markdown table of `teacher_student_rows`, numbers right-aligned."""
-    with_tas = pairs.assign(num_tas=(pairs["num_hops"].astype(int) - 2).clip(lower=0))
-    return markdown_table(with_tas, STUDENT_PAIR_COLUMNS, right=list(STUDENT_PAIR_COLUMNS)[2:])
-
-
-SECTION_INTRO = """\
-Each row is the best successful trial (by student validation accuracy) of a method group, comparing its
-student with its teacher on the test split. *P(s wrong | t wrong)* is the share of the teacher's errors the
-student repeats (inheritance); *P(s wrong | t right)* is the student's error rate where the teacher is right
-(the baseline); *lift* is their ratio (1 = the student's errors are independent of the teacher's). Some lift is
-expected from hard images alone; *same-class share* — the share of the student's errors where it predicts the
-teacher's exact wrong class — is the more direct sign of inherited knowledge. A TAKD avalanche shows as higher
-inheritance and same-class share than DGKD or ensembles at a similar student error. Chains without a teacher
-(nokd) are left out."""
-
-
-def avalanche_section(run: Run, out: Path) -> tuple[str, str] | None:
-    """("Error avalanche", markdown) for the run's report, writing `out/avalanche.png` on the way.
-
-    None when the run has no predictions (or no trial with a teacher), so the report skips the section.
-    """
-    summary = run_summary(run)
-    if summary.empty:
-        return None
-    avalanche_plot(summary, Path(out) / "avalanche.png")
-    body = "\n\n".join([SECTION_INTRO, student_pair_markdown(teacher_student_rows(summary)),
-                        "![Error avalanche](avalanche.png)"])
-    return "Error avalanche", body

@@ -1,4 +1,4 @@
-"""Figures of a study: cost/accuracy Pareto fronts, the method comparison and a trial's learning curves.
+"""Figures of a study: cost/accuracy Pareto fronts, the method comparison and the error avalanche.
 
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas rather than pyplot, so nothing here
 touches pyplot's global state or the backend a notebook or a test has chosen, and nothing leaks.
@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.load import ordered_groups, successful, with_labels
+from analysis.load import ordered_groups, successful
 from analysis.pareto import Direction, pareto_front
 from analysis.ranking import best_per_method, confirmation_summary
 
@@ -45,7 +45,7 @@ AXIS_LABELS: dict[str, str] = {
 def pareto_plot(trials: pd.DataFrame, x: str, y: str, x_dir: Direction, y_dir: Direction,
                 path: str | Path) -> Path:
     """Every successful trial (colour: method group, marker: number of TAs) with the front as a step line."""
-    ok = with_labels(successful(trials)).dropna(subset=[x, y])
+    ok = successful(trials).dropna(subset=[x, y])
     fig, ax = new_figure((9.5, 5.5))
     for (group, num_tas), part in ok.groupby(["group", "num_tas"], sort=False):
         ax.scatter(_values(part, x), _values(part, y), s=42, alpha=0.8, color=group_colour(group),
@@ -96,25 +96,45 @@ def method_comparison_plot(trials: pd.DataFrame, confirm: pd.DataFrame | None, p
     return save_figure(fig, path)
 
 
-def learning_curves_plot(epochs: pd.DataFrame, trial_id: str, path: str | Path) -> Path:
-    """Validation accuracy and training loss per epoch of every hop of one trial, along the whole chain."""
-    rows = epochs[epochs["trial_id"] == trial_id].sort_values(["hop", "epoch"])
-    if rows.empty:
-        raise ValueError(f"trial_id: no epochs recorded for {trial_id!r}")
-    fig = Figure(figsize=(9.5, 6.0))
-    FigureCanvasAgg(fig)
-    acc_ax, loss_ax = fig.subplots(2, 1, sharex=True)
-    for hop, part in rows.groupby("hop"):
-        label = f"hop {hop}: {part['role'].iloc[0]} {part['arch'].iloc[0]}"
-        acc_ax.plot(part["global_epoch"], 100 * part["val_acc"], marker=".", label=label)
-        loss_ax.plot(part["global_epoch"], part["train_loss"], marker=".", label=label)
-    acc_ax.set_ylabel("validation accuracy (%)")
-    loss_ax.set_ylabel("training loss")
-    loss_ax.set_xlabel("epoch along the chain")
-    acc_ax.set_title(f"Learning curves of trial {trial_id}", fontsize=11)
-    for ax in (acc_ax, loss_ax):
-        ax.grid(True, alpha=0.3)
-    acc_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+AVALANCHE_TITLE = "Error avalanche: share of the teacher's test errors repeated down the chain"
+# Horizontal distance between the groups' points at one chain position: chains that reuse the same teacher or
+# TA hops have identical values there, and undodged the last group drawn would hide all the others.
+DODGE = 0.06
+
+
+def _plot_positions(curve: pd.DataFrame, last_position: int) -> np.ndarray:
+    # students share the right-most column so chains with fewer TAs stay comparable at the end that matters
+    return np.where(curve["role"].to_numpy() == "student", last_position, curve["hop"].to_numpy())
+
+
+def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path) -> Path:
+    """Line plot of teacher_error_carried (%) along the chain per method group, baselines dashed; saves a PNG."""
+    empty = summary_curve_df.empty
+    max_tas = 0 if empty else int((summary_curve_df.groupby("group")["hop"].max() - 1).clip(lower=0).max())
+    last_position = max_tas + 1
+    fig, ax = new_figure((10, 5))
+    groups = [] if empty else ordered_groups(summary_curve_df["group"])
+    for i, group in enumerate(groups):
+        curve = summary_curve_df[summary_curve_df["group"] == group].sort_values("hop")
+        x = _plot_positions(curve, last_position) + (i - (len(groups) - 1) / 2) * DODGE
+        colour = group_colour(group)  # the same colour as in the Pareto and method figures
+        ax.plot(x, 100 * curve["teacher_error_carried"], marker="o", color=colour, label=group)
+        ax.plot(x, 100 * curve["baseline"], marker=".", linestyle="--", color=colour)
+    ax.set_xticks(range(last_position + 1))
+    ax.set_xticklabels(["teacher", *(f"TA{k}" for k in range(1, max_tas + 1)), "student"])
+    ax.set_xlabel("position along the chain (students aligned at the right)")
+    ax.set_ylabel("test samples wrong (%)")
+    # shares: the teacher's own point is 100 % carried / 0 % baseline by definition; the margin keeps those
+    # markers whole instead of cut in half by the frame
+    ax.set_ylim(-3, 103)
+    ax.set_title(AVALANCHE_TITLE, fontsize=10)
+    ax.grid(alpha=0.3)
+    if groups:
+        # one entry per group plus a line-style key, outside the axes: inside it hides the lines it explains
+        handles, labels = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color="black", marker="o"), Line2D([], [], color="black", linestyle="--")]
+        labels += ["wrong where the teacher is wrong", "wrong where the teacher is right"]
+        ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)
 
 

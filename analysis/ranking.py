@@ -1,55 +1,79 @@
-"""Rankings of a study's chains: overall, per method group, per number of TAs, and seed confirmation."""
+"""Rankings of a study's chains: overall, per method group, per number of TAs, and seed confirmation.
+
+One ranking rule for the whole project (the report, the avalanche's best trials, `kdstudy run`'s best
+configuration and `kdstudy confirm`'s choice all rank through `ranked`): the best student validation
+accuracy first — never test accuracy, which would leak the test set — ties to the cheaper chain, then to the
+trial id so equal runs rank the same way every time.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from analysis.load import is_missing, sort_by_group, successful, with_labels
-from study.schema import config_fields
+from analysis.load import is_missing, sort_by_group, successful
+from analysis.schema import config_columns
 
 RANK_COLUMNS: list[str] = [
-    "config_label", "method", "group", "weighting", "ta_depths", "num_tas", "temperature", "alpha",
-    "student_val_acc", "student_test_acc", "train_flops", "spent_seconds", "student_params", "trial_id",
+    "config_label", "method", "group", "ta_depths", "num_tas", "student_val_acc", "student_test_acc", "train_flops",
+    "spent_seconds", "student_params", "trial_id",
 ]
+RANK_ORDER = (["student_val_acc", "train_flops", "trial_id"], [False, True, True])
 
 # Two-sided 95 % Student t quantiles by degrees of freedom, for when scipy is not importable.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 
 
+def ranked(trials: pd.DataFrame) -> pd.DataFrame:
+    """Successful trials, all columns, best first."""
+    columns, ascending = RANK_ORDER
+    ok = successful(trials)
+    return ok.sort_values(columns, ascending=ascending, kind="mergesort", na_position="last").reset_index(drop=True)
+
+
 def rank_configurations(trials: pd.DataFrame) -> pd.DataFrame:
-    """Successful trials, best validation accuracy first; ties go to the cheaper chain (fewer FLOPs)."""
-    ok = with_labels(successful(trials))
-    # Model selection uses validation accuracy only: ranking on test accuracy would leak the test set.
-    ranked = ok.sort_values(["student_val_acc", "train_flops"], ascending=[False, True],
-                            kind="mergesort", na_position="last")
-    return ranked[RANK_COLUMNS].reset_index(drop=True)
+    """Successful trials, best first, with the columns a ranking table shows."""
+    return ranked(trials).reindex(columns=RANK_COLUMNS)  # an empty run has no config columns yet
 
 
 def best_per_method(trials: pd.DataFrame) -> pd.DataFrame:
-    """The best trial of each comparison group (nokd, kd, takd, dgkd, ensemble-<weighting>), in group order."""
+    """The best trial of each comparison group (nokd, kd, takd, dgkd, ensemble-<weighting>, …), in group order."""
     return sort_by_group(rank_configurations(trials).drop_duplicates("group", keep="first"))
 
 
 def best_per_num_tas(trials: pd.DataFrame) -> pd.DataFrame:
     """The best trial for each number of teacher assistants, fewest TAs first."""
-    ranked = rank_configurations(trials)
-    best = ranked.drop_duplicates("num_tas", keep="first")
+    best = rank_configurations(trials).drop_duplicates("num_tas", keep="first")
     return best.sort_values("num_tas", kind="mergesort").reset_index(drop=True)
 
 
 def best_config(trials: pd.DataFrame) -> dict[str, Any]:
-    """The flat ChainConfig of the best successful trial, with plain Python values (JSON- and from_flat-ready)."""
-    ranked = rank_configurations(trials)
-    if ranked.empty:
+    """The flat chain config of the best successful trial, with plain Python values (JSON- and from_flat-ready;
+    the settings of other methods than its own are null, which `ChainConfig.from_flat` accepts)."""
+    best = ranked(trials)
+    if best.empty:
         raise ValueError("trials: no successful trial")
-    ok = successful(trials)
-    row = ok[ok["trial_id"] == ranked.iloc[0]["trial_id"]].iloc[0]
-    return {field.name: _python_value(row[field.name], field.type) for field in config_fields()}
+    row = best.iloc[0]
+    return {column: python_value(row[column]) for column in config_columns(list(trials.columns))}
+
+
+def python_value(value: Any) -> Any:
+    """Back from pandas' storage to plain Python: nulls to None, numpy scalars and arrays to ints, floats, lists."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [python_value(v) for v in value]
+    if is_missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
 
 
 def confirmation_summary(confirm: pd.DataFrame | None) -> pd.DataFrame:
@@ -58,7 +82,7 @@ def confirmation_summary(confirm: pd.DataFrame | None) -> pd.DataFrame:
                "test_acc_ci95", "val_acc_mean"]
     if confirm is None or confirm.empty:
         return pd.DataFrame(columns=columns)
-    ok = with_labels(successful(confirm))
+    ok = successful(confirm)
     rows = [_confirmation_row(source, seeds) for source, seeds in ok.groupby("source_trial_id", sort=False)]
     summary = pd.DataFrame(rows, columns=columns)
     return summary.sort_values("val_acc_mean", ascending=False, kind="mergesort").reset_index(drop=True)
@@ -89,18 +113,3 @@ def _confirmation_row(source: str, seeds: pd.DataFrame) -> dict[str, Any]:
         "test_acc_ci95": t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan,
         "val_acc_mean": float(seeds["student_val_acc"].astype(float).mean()),
     }
-
-
-def _python_value(value: Any, arrow_type: Any) -> Any:
-    """Back from pandas' storage to the config's types: NaN-for-null ints, numpy scalars, arrays as lists."""
-    if pa.types.is_list(arrow_type):
-        return [] if is_missing(value) else [int(v) for v in value]
-    if is_missing(value):
-        return None
-    if pa.types.is_integer(arrow_type):
-        return int(value)
-    if pa.types.is_floating(arrow_type):
-        return float(value)
-    if pa.types.is_boolean(arrow_type):
-        return bool(value)
-    return str(value)

@@ -1,29 +1,29 @@
-"""The study report: `<run>/report/` with the Pareto and method figures, `summary.md` and `best_config.json`.
+"""The study report: `<run>/report/` with the Pareto, method and avalanche figures, `summary.md` and
+`best_config.json`, written beside the run on the run's own storage (a local folder or an object store).
 
-`summary.md` is assembled from (heading, markdown) sections: the built-in ones (the error avalanche among
-them, when the run has predictions), then those of other modules, which add theirs by appending a callable to
-`EXTRA_SECTIONS`; each is called with the loaded run and the report folder (to save figures next to the
-summary) and returns a section, or None to skip it for this run.
+`summary.md` is assembled from (heading, markdown) sections; a section builder gets the loaded run and the
+folder the figures go to, and returns None to skip itself for this run (no confirmation, no predictions).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-from analysis.avalanche import avalanche_section
+import pandas as pd
+
+from analysis import schema
+from analysis.avalanche import run_summary, teacher_student_rows
 from analysis.load import Run, load_run, successful
 from analysis.pareto import DEFAULT_FRONTS, pareto_front
-from analysis.plots import method_comparison_plot, pareto_plot
+from analysis.plots import avalanche_plot, method_comparison_plot, pareto_plot
 from analysis.ranking import best_config, best_per_method, confirmation_summary, rank_configurations
+from analysis.storage import Location, write_bytes
 from analysis.tables import Column, fmt_code, fmt_float, fmt_int, fmt_pct, fmt_sci, markdown_table
 
 Section = tuple[str, str]
-SectionBuilder = Callable[[Run, Path], "Section | None"]
-
-# Called in order after the built-in sections; append to add a section to every report.
-EXTRA_SECTIONS: list[SectionBuilder] = []
 
 # File name of each default front's figure, in DEFAULT_FRONTS order.
 FRONT_FIGURES: tuple[str, ...] = ("pareto.png", "pareto_seconds.png", "pareto_params.png")
@@ -40,22 +40,25 @@ TRIAL_COLUMNS: dict[str, Column] = {
 }
 
 
-def write_report(run: str | Path) -> Path:
-    """Writes `<run>/report/` and returns that folder; raises ValueError when no trial succeeded."""
+def write_report(run: str | Path) -> Location:
+    """Writes `<run>/report/` on the run's storage and returns where; raises ValueError when no trial succeeded."""
     loaded = load_run(run)
     if successful(loaded.trials).empty:
-        raise ValueError(f"trials: no successful trial in {loaded.path}")
-    out = loaded.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    _write_figures(loaded, out)
-    (out / "best_config.json").write_text(json.dumps(best_config(loaded.trials), indent=2) + "\n")
-    sections = build_sections(loaded, out)
-    (out / "summary.md").write_text(render_summary(f"Study report: {loaded.path.name}", sections))
-    return out
+        raise ValueError(f"trials: no successful trial in {loaded.location}")
+    target = loaded.location / "report"
+    with tempfile.TemporaryDirectory(prefix="kdstudy-report-") as folder:
+        out = Path(folder)
+        _write_figures(loaded, out)
+        (out / "best_config.json").write_text(json.dumps(best_config(loaded.trials), indent=2) + "\n")
+        sections = build_sections(loaded, out)
+        (out / "summary.md").write_text(render_summary(f"Study report: {loaded.location.name}", sections))
+        for file in sorted(out.iterdir()):
+            write_bytes(target / file.name, file.read_bytes())
+    return target
 
 
 def build_sections(run: Run, out: Path) -> list[Section]:
-    """The built-in sections, then every EXTRA_SECTIONS builder that has something to say about this run."""
+    """The sections that have something to say about this run, in report order."""
     sections = [
         best_section(run),
         front_section(run),
@@ -65,7 +68,6 @@ def build_sections(run: Run, out: Path) -> list[Section]:
         status_section(run),
         figures_section(),
     ]
-    sections.extend(builder(run, out) for builder in EXTRA_SECTIONS)
     return [section for section in sections if section is not None]
 
 
@@ -128,7 +130,14 @@ def confirmation_section(run: Run) -> Section | None:
 
 def status_section(run: Run) -> Section:
     counts = run.trials["status"].value_counts().rename_axis("status").reset_index(name="trials")
-    return "Trials by status", markdown_table(counts, {"status": ("status", str), "trials": ("trials", fmt_int)})
+    body = markdown_table(counts, {"status": ("status", str), "trials": ("trials", fmt_int)})
+    diverged = run.trials[run.trials["status"] == schema.DIVERGED].sort_values("trial_id")
+    if not diverged.empty:
+        table = markdown_table(diverged, {"config_label": ("configuration", str), "error": ("where", str),
+                                          "trial_id": ("trial", fmt_code)})
+        body += (f"\n\n{len(diverged)} trial{'s' if len(diverged) != 1 else ''} diverged (a hop's training loss "
+                 f"blew up; Optuna was told they failed):\n\n{table}")
+    return "Trials by status", body
 
 
 def figures_section() -> Section:
@@ -147,3 +156,51 @@ def _write_figures(run: Run, out: Path) -> None:
         pareto_plot(run.trials, x, y, x_dir, y_dir, out / name)
     method_comparison_plot(run.trials, run.confirm, out / "methods.png")
 
+
+def _share(value: float) -> str:
+    return fmt_pct(value, 1)
+
+
+# teacher_student_rows column → (header, formatter) of the report table; every column from TAs on is numeric
+STUDENT_PAIR_COLUMNS: dict[str, Column] = {
+    "group": ("group", str),
+    "trial_id": ("trial", fmt_code),
+    "num_tas": ("TAs", fmt_int),
+    "student_val_acc": ("student val acc", fmt_pct),
+    "error_rate": ("student error", _share),
+    "teacher_error_carried": ("P(s wrong | t wrong)", _share),
+    "baseline": ("P(s wrong | t right)", _share),
+    "lift": ("lift", fmt_float),
+    "same_class_share": ("same-class share", _share),
+}
+
+
+def student_pair_markdown(pairs: pd.DataFrame) -> str:
+    """The markdown table of `teacher_student_rows`, numbers right-aligned."""
+    with_tas = pairs.assign(num_tas=(pairs["num_hops"].astype(int) - 2).clip(lower=0))
+    return markdown_table(with_tas, STUDENT_PAIR_COLUMNS, right=list(STUDENT_PAIR_COLUMNS)[2:])
+
+
+AVALANCHE_INTRO = """\
+Each row is the best successful trial (by student validation accuracy) of a method group, comparing its
+student with its teacher on the test split. *P(s wrong | t wrong)* is the share of the teacher's errors the
+student repeats (inheritance); *P(s wrong | t right)* is the student's error rate where the teacher is right
+(the baseline); *lift* is their ratio (1 = the student's errors are independent of the teacher's). Some lift is
+expected from hard images alone; *same-class share* — the share of the student's errors where it predicts the
+teacher's exact wrong class — is the more direct sign of inherited knowledge. A TAKD avalanche shows as higher
+inheritance and same-class share than DGKD or ensembles at a similar student error. Chains without a teacher
+(nokd) are left out."""
+
+
+def avalanche_section(run: Run, out: Path) -> Section | None:
+    """("Error avalanche", markdown) for the run's report, writing `out/avalanche.png` on the way.
+
+    None when the run has no predictions (or no trial with a teacher), so the report skips the section.
+    """
+    summary = run_summary(run)
+    if summary.empty:
+        return None
+    avalanche_plot(summary, Path(out) / "avalanche.png")
+    body = "\n\n".join([AVALANCHE_INTRO, student_pair_markdown(teacher_student_rows(summary)),
+                        "![Error avalanche](avalanche.png)"])
+    return "Error avalanche", body

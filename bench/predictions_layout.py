@@ -1,5 +1,5 @@
-"""predictions.parquet layout for a 100-trial CIFAR-100 study: one row per trial × hop with list columns (ours)
-vs one row per trial × hop × sample (long). Prints file sizes and read-time ratios measured in one run."""
+"""The predictions table of a 100-trial CIFAR-100 study: ours — one file per trial, one row per hop with list
+columns — vs one long file with a row per trial × hop × sample. Prints sizes and read-time ratios from one run."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from study.schema import PREDICTIONS
-from study.writer import PREDICTION_ROW_GROUP
+from analysis.schema import PREDICTIONS
 
 
 def synthetic(trials: int, hops: int, samples: int, classes: int, seed: int = 0) -> pa.Table:
@@ -46,16 +45,21 @@ def long_format(table: pa.Table) -> pa.Table:
                      "target": pc.list_flatten(table.column("target"))})
 
 
-def timed_read(path: Path, trial: str, reps: int) -> tuple[float, float]:
+def timed_read(path: Path, one_trial: dict, reps: int) -> tuple[float, float]:
+    """Median seconds to read everything, and one trial (`one_trial`: pq.read_table arguments)."""
     whole, one = [], []
     for _ in range(reps):
         started = time.perf_counter()
         pq.read_table(path)
         whole.append(time.perf_counter() - started)
         started = time.perf_counter()
-        pq.read_table(path, filters=[("trial_id", "=", trial)])
+        pq.read_table(**one_trial)
         one.append(time.perf_counter() - started)
     return statistics.median(whole), statistics.median(one)
+
+
+def size_of(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*.parquet")) if path.is_dir() else path.stat().st_size
 
 
 def main() -> None:
@@ -67,13 +71,19 @@ def main() -> None:
     args = parser.parse_args()
     ours = synthetic(args.trials, args.hops, args.samples, classes=100)
     folder = Path(tempfile.mkdtemp(prefix="kdstudy-pred-"))
-    pq.write_table(ours, folder / "lists.parquet", row_group_size=PREDICTION_ROW_GROUP)
+    (folder / "predictions").mkdir()
+    for trial in range(args.trials):  # as the trials write them: a file each
+        rows = ours.slice(trial * args.hops, args.hops)
+        pq.write_table(rows, folder / "predictions" / f"{trial:08x}.parquet")
     pq.write_table(long_format(ours), folder / "long.parquet")
-    size_lists, size_long = ((folder / f).stat().st_size for f in ("lists.parquet", "long.parquet"))
-    whole_lists, one_lists = timed_read(folder / "lists.parquet", "00000007", args.reps)
-    whole_long, one_long = timed_read(folder / "long.parquet", "00000007", args.reps)
+    size_lists, size_long = size_of(folder / "predictions"), size_of(folder / "long.parquet")
+    whole_lists, one_lists = timed_read(folder / "predictions",
+                                        {"source": folder / "predictions" / "00000007.parquet"}, args.reps)
+    whole_long, one_long = timed_read(folder / "long.parquet", {"source": folder / "long.parquet",
+                                                                "filters": [("trial_id", "=", "00000007")]},
+                                      args.reps)
     print(f"{args.trials} trials × {args.hops} hops × {args.samples} test images, 100 classes")
-    print(f"list columns (ours): {size_lists / 2**20:.1f} MiB in {ours.num_rows} rows; "
+    print(f"list columns, a file per trial (ours): {size_lists / 2**20:.1f} MiB in {ours.num_rows} rows; "
           f"long format: {size_long / 2**20:.1f} MiB in {args.trials * args.hops * args.samples:,} rows")
     print(f"size long/ours = {size_long / size_lists:.2f}")
     print(f"read all: long/ours time = {whole_long / whole_lists:.2f}; "

@@ -14,11 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from trainables.chain import load_chain_data
 from trainables.config import ChainConfig
-from trainables.data import DataBundle, iterate_batches
-from trainables.loop import Counters, TeacherOutputs, train_epoch
-from trainables.methods import teaching_for
+from trainables.data import DataBundle, load_chain_data
+from trainables.loop import Counters, HopTraining, TeacherOutputs, train_epoch
 from trainables.models import build_model
 
 
@@ -44,7 +42,7 @@ def _bare_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
-    t = cfg.temperature
+    t, alpha = cfg.param("temperature"), cfg.param("alpha")
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
         x = (data.train.x[idx].float() / 255 - mean) / std
@@ -55,7 +53,7 @@ def _bare_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
             with torch.no_grad():
                 soft = F.softmax(teacher(x) / t, 1)
             kl = F.kl_div(F.log_softmax(logits / t, 1), soft, reduction="batchmean")
-            loss = (1 - cfg.alpha) * loss + cfg.alpha * t * t * kl
+            loss = (1 - alpha) * loss + alpha * t * t * kl
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -65,11 +63,12 @@ def our_epochs(model: torch.nn.Module, data: DataBundle, teacher: torch.nn.Modul
                epochs: int) -> None:
     teachers = [teacher] if teacher is not None else []
     counters = Counters()
-    outputs = TeacherOutputs(teachers, [0] * len(teachers), data, counters, per_batch=False)
-    optimizer, method, generator = _sgd(model), teaching_for(cfg, len(teachers)), torch.Generator().manual_seed(0)
+    outputs = TeacherOutputs(teachers, [0] * len(teachers), data, counters, per_batch=False, precision="fp32")
+    method = cfg.method_class.teaching(cfg, len(teachers))
+    hop = HopTraining(model, _sgd(model), method, outputs, torch.Generator().manual_seed(0), 0, counters,
+                      cfg.batch_size, augment=False, precision="fp32")
     for _ in range(epochs):
-        train_epoch(model, optimizer, data, method, outputs, batch_size=cfg.batch_size, augment=False,
-                    generator=generator, model_flops=0, counters=counters)
+        train_epoch(hop, data)
 
 
 def timed(fn, *args) -> float:  # noqa: ANN001, ANN002

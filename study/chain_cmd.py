@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,13 @@ from typing import Any
 from tqdm import tqdm
 
 from study.errors import UsageError
-from trainables import ChainConfig, ChainResult, train_chain
-from trainables.chain import load_chain_data
-from trainables.data import DataBundle, DataError
+from trainables import ChainConfig, ChainResult, HopDiverged, train_chain
+from trainables.data import DataBundle, DataError, load_chain_data
+from trainables.methods import all_params
 
-# flag → config field, for the flags that map one to one
-FLAG_FIELDS = ("dataset", "data_dir", "teacher", "student", "method", "weighting", "space", "drop", "temperature",
-               "alpha", "epochs", "seed", "width", "lr", "lr_schedule", "batch_size", "train_size", "val_size",
-               "device")
+# flag → config field, for the flags that map one to one (the KD methods' settings get theirs from the registry)
+FLAG_FIELDS = ("dataset", "data_dir", "teacher", "student", "method", "epochs", "seed", "width", "init", "lr",
+               "lr_schedule", "batch_size", "train_size", "val_size", "kl_reduction", "device", "precision")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,15 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher", help="teacher architecture, e.g. plain10 or resnet56")
     parser.add_argument("--tas", help="TA depths top-down, comma-separated (e.g. 8,6,4 or plain8,plain6); may be empty")
     parser.add_argument("--student", help="student architecture, e.g. plain2")
-    parser.add_argument("--method", help="nokd, kd, takd, dgkd or ensemble")
-    parser.add_argument("--weighting", help="ensemble weights: mean, learned or confidence")
-    parser.add_argument("--space", help="ensemble averaging space: prob or logit")
-    parser.add_argument("--drop", type=int, help="DGKD: teachers dropped at random per mini-batch")
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
+    parser.add_argument("--method", help="nokd, kd, takd, dgkd, ensemble, or any registered method")
+    for param in all_params().values():
+        parser.add_argument(f"--{param.name.replace('_', '-')}", dest=param.name, type=param.kind, help=param.help)
     parser.add_argument("--epochs", type=int, help="epochs per hop")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--width", type=float, help="channel width multiplier")
+    parser.add_argument("--init", help="reference (as each family's reference code; default) or he")
+    parser.add_argument("--kl-reduction", dest="kl_reduction",
+                        help="batchmean (default) or mean (the reference code's, divided by the class count)")
+    parser.add_argument("--precision", help="auto (bf16 autocast on CUDA; default), fp32 or bf16")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--lr-schedule", dest="lr_schedule", help="constant or cosine")
     parser.add_argument("--batch-size", dest="batch_size", type=int)
@@ -56,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     _check_writable("out", args.out)
     data = _load_data(cfg, args.download)
-    result = _train_with_progress(cfg, data, args.progress)
+    try:
+        result = _train_with_progress(cfg, data, args.progress)
+    except HopDiverged as diverged:
+        print(f"kdstudy chain: diverged: {diverged}", file=sys.stderr)
+        return 1
     print(hop_table(result))
     if args.out:
         write_json_atomic(args.out, result_record(result))
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 def config_from_args(args: argparse.Namespace) -> ChainConfig:
     flat = read_config_file(args.config) if args.config else {}
-    flat.update({name: getattr(args, name) for name in FLAG_FIELDS if getattr(args, name) is not None})
+    names = (*FLAG_FIELDS, *all_params())
+    flat.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
     if args.augment is not None:
         flat["augment"] = args.augment
     if args.tas is not None:

@@ -1,71 +1,131 @@
 """Seed confirmation: the top configurations of a study trained again with new seeds, through Ray, so that a
-ranking is read against seed noise (seeds are noise here, never a hyperparameter)."""
+ranking is read against seed noise (seeds are noise here, never a hyperparameter).
+
+Each confirmation trial writes its own `confirm` row; hops come from (and go to) the study's model store.
+Running it again with more seeds trains only the (configuration, seed) pairs that have no row yet.
+"""
 
 from __future__ import annotations
 
-import os
+import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import ray
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
 
+from analysis import schema
+from analysis.load import load_run
+from analysis.ranking import python_value, ranked
+from analysis.storage import locate
+from study import cluster
+from study.claims import RayClaims, start_board
 from study.errors import UsageError
-from study.results import ranked_trials, read_rows
-from study.runner import StudyOutcome, _trial_dirname
-from study.trainable import chain_trainable
-from study.writer import CONFIG_COLUMNS, ConfirmWriter
+from study.hop_store import RunHopStore
+from study.recorder import error_message
+from study.results import ResultsFolder
+from study.runner import QUIET_TUNE, trial_dirname
+from study.trainable import TrialContext
+from trainables import ChainConfig, HopDiverged, train_chain
 
 # Settings that identify a configuration apart from its seed (the data folder may move between machines).
-IDENTITY_COLUMNS = [c for c in CONFIG_COLUMNS if c not in ("seed", "data_dir", "device")]
+NOT_IDENTITY = ("seed", "data_dir", "device")
 
 
-def read_trials(run: str) -> list[dict[str, Any]]:
-    rows = read_rows(f"{run}/results/trials.parquet")
-    if rows is None:
-        raise UsageError(f"run: no results/trials.parquet in {run}")
-    return rows
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    jobs: int
+    errors: list[str]
 
 
-def confirmation_jobs(trials: list[dict[str, Any]], top: int, seeds: int) -> list[dict[str, Any]]:
+def confirmation_jobs(trials: pd.DataFrame, top: int, seeds: int, done: set[tuple[str, int]] = frozenset()
+                      ) -> list[dict[str, Any]]:
     """The `top` best distinct configurations (by validation accuracy, never test), each with `seeds` seeds
-    that the study did not use."""
-    chosen: dict[tuple, dict[str, Any]] = {}
-    for trial in ranked_trials(trials):
-        chosen.setdefault(_identity(trial), trial)
-    if not chosen:
+    that the study did not use; pairs in `done` (source trial, seed) are left out."""
+    best = ranked(trials)
+    if best.empty:
         raise UsageError("run: no successful trial to confirm")
-    first_new_seed = max(t["seed"] for t in trials) + 1
-    return [{"source_trial_id": trial["trial_id"],
-             "chain": {**{c: trial[c] for c in CONFIG_COLUMNS}, "seed": first_new_seed + i}}
-            for trial in list(chosen.values())[:top] for i in range(seeds)]
+    columns = schema.config_columns(list(trials.columns))
+    chosen: dict[str, dict[str, Any]] = {}
+    for _, row in best.iterrows():
+        chain = {c: python_value(row[c]) for c in columns}
+        identity = repr(sorted((c, v) for c, v in chain.items() if c not in NOT_IDENTITY))
+        chosen.setdefault(identity, {"trial_id": row["trial_id"], "chain": chain})
+    first_new_seed = int(trials["seed"].max()) + 1
+    jobs = []
+    for row in list(chosen.values())[:top]:
+        chain = row["chain"]
+        for seed in range(first_new_seed, first_new_seed + seeds):
+            if (row["trial_id"], seed) not in done:
+                jobs.append({"source_trial_id": row["trial_id"], "chain": {**chain, "seed": seed}})
+    return jobs
 
 
-def _identity(trial: dict[str, Any]) -> tuple:
-    return tuple(tuple(v) if isinstance(v, list) else v for v in (trial[c] for c in IDENTITY_COLUMNS))
+def _done(confirm: pd.DataFrame | None) -> set[tuple[str, int]]:
+    if confirm is None:
+        return set()
+    return {(r.source_trial_id, int(r.seed)) for r in confirm.itertuples() if r.status != schema.ERROR}
 
 
-def confirm_trainable(config: dict[str, Any], shared_store: str | None = None) -> None:
-    chain_trainable(config["job"]["chain"], base={}, shared_store=shared_store)
+def planned_jobs(run_uri: str, top: int, seeds: int) -> list[dict[str, Any]]:
+    loaded = load_run(run_uri)
+    return confirmation_jobs(loaded.trials, top, seeds, _done(loaded.confirm))
 
 
-def run_confirmation(run: str, top: int, seeds: int, resources: dict[str, float], max_concurrent: int,
-                     address: str | None = None) -> StudyOutcome:
-    jobs = confirmation_jobs(read_trials(run), top, seeds)
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
-    local = "://" not in run
-    shared_store = f"{run}/models" if local else None
-    trainable = tune.with_resources(tune.with_parameters(confirm_trainable, shared_store=shared_store), resources)
-    name = f"confirm_top{top}_seeds{seeds}"
+def confirm_trainable(config: dict[str, Any], context: TrialContext) -> None:
+    job = config["job"]
+    cfg = ChainConfig.from_flat(job["chain"])
+    run = locate(context.run_uri)
+    results = ResultsFolder(run / "results")
+    claims = RayClaims(context.claims_board) if context.claims_board else None
+    try:
+        result = train_chain(cfg, store=RunHopStore(run / "models", claims))
+    except HopDiverged as diverged:
+        results.write_confirmation(job["source_trial_id"], cfg, schema.DIVERGED, error=f"diverged: {diverged}")
+        return
+    results.write_confirmation(job["source_trial_id"], cfg, schema.FINISHED, summary=result.summary())
+
+
+class ConfirmRecorder(tune.Callback):
+    """The rows a confirmation trial cannot write: its ERROR."""
+
+    def __init__(self, results: ResultsFolder) -> None:
+        self.results, self.errors = results, []
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        job = trial.config["job"]
+        message = error_message(trial)
+        self.errors.append(message)
+        self.results.write_confirmation(job["source_trial_id"], ChainConfig.from_flat(job["chain"]), schema.ERROR,
+                                        error=message)
+
+
+def run_confirmation(run_uri: str, jobs: list[dict[str, Any]], resources: dict[str, float], max_concurrent: int,
+                     address: str | None = None) -> ConfirmOutcome:
+    import os
+
+    for name, value in QUIET_TUNE.items():
+        os.environ.setdefault(name, value)
+    if not jobs:
+        return ConfirmOutcome(0, [])
+    run = locate(run_uri)
+    cluster.connect(address)
+    board_name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
+    board = start_board(board_name)
+    recorder = ConfirmRecorder(ResultsFolder(run / "results"))
+    context = TrialContext({}, run.uri, board_name)
+    tune_folder = run / "tune"
     tuner = tune.Tuner(
-        trainable,
+        tune.with_resources(tune.with_parameters(confirm_trainable, context=context), resources),
         param_space={"job": tune.grid_search(jobs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name=name, storage_path=run,
-                                  callbacks=[ConfirmWriter(f"{run}/results", {}), JsonLoggerCallback()]),
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(name=time.strftime("confirm-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}",
+                                  storage_path=tune_folder.path, storage_filesystem=tune_folder.fs,
+                                  callbacks=[recorder], verbose=0),
     )
-    grid = tuner.fit()
-    return StudyOutcome(f"{run}/{name}", f"{run}/results", len(grid), [str(e) for e in grid.errors], False)
+    tuner.fit()
+    ray.kill(board)
+    return ConfirmOutcome(len(jobs), recorder.errors)

@@ -1,39 +1,69 @@
-"""Reading and writing a study's Parquet tables, on local disk or any pyarrow.fs URI, and the ranking rule the
-study commands share (the analysis package applies the same rule to DataFrames)."""
+"""A study's results folder, as its writers see it: each trial writes its own files (`analysis.schema` has the
+layout), atomically, on the run's storage; the driver writes only the rows a trial cannot (ERROR, STOPPED).
+
+A trial's `trials/<id>.parquet` is written last, after its hops and predictions: its presence means the trial's
+rows are complete, which is what the driver trusts after a crash.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-
-def read_rows(uri: str) -> list[dict[str, Any]] | None:
-    """A Parquet file's rows, or None when it does not exist (yet)."""
-    fs, path = pafs.FileSystem.from_uri(uri)
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    return pq.read_table(path, filesystem=fs).to_pylist()
+from analysis import schema
+from analysis.storage import Location, list_files, write_parquet
+from study import rows
+from trainables import ChainConfig, ChainResult, HopDiverged
 
 
-def write_table_atomic(table: pa.Table, uri: str, row_group_size: int | None = None) -> None:
-    """Local: write beside, then rename — readers see the old file or the new one, never half of one.
-    Object stores (s3://, gs://) make a finished upload visible at once, so they are written directly."""
-    fs, path = pafs.FileSystem.from_uri(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, filesystem=fs, row_group_size=row_group_size)
-        fs.move(tmp, path)
-    else:
-        pq.write_table(table, path, filesystem=fs, row_group_size=row_group_size)
+class ResultsFolder:
+    def __init__(self, location: Location) -> None:
+        self.location = location
 
+    def table(self, name: str) -> Location:
+        return self.location / name
 
-def ranked_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Finished trials, best student validation accuracy first (never test: that would leak the test set);
-    ties go to the cheaper chain."""
-    finished = [t for t in trials if t["status"] == "TERMINATED" and t["student_val_acc"] is not None]
-    return sorted(finished, key=lambda t: (-t["student_val_acc"], t["train_flops"] or 0))
+    # --- written by a trial -------------------------------------------------------------------------------------
+
+    def write_finished(self, trial_id: str, cfg: ChainConfig, result: ChainResult) -> None:
+        self._write("hops", trial_id, rows.hop_rows(trial_id, result.hops), schema.HOPS)
+        self._write("predictions", trial_id, rows.prediction_rows(trial_id, result), schema.PREDICTIONS)
+        self.write_trial(trial_id, cfg, schema.FINISHED, summary=result.summary())
+
+    def write_diverged(self, trial_id: str, cfg: ChainConfig, diverged: HopDiverged) -> None:
+        self._write("hops", trial_id, rows.hop_rows(trial_id, diverged.completed), schema.HOPS)
+        self.write_trial(trial_id, cfg, schema.DIVERGED, error=f"diverged: {diverged}",
+                         summary=rows.summary_of_hops(diverged.completed))
+
+    def write_epochs(self, trial_id: str, key: str, events: list[dict[str, Any]]) -> None:
+        """One hop's epochs, written by the trial that trained it; a retrained hop replaces them."""
+        if events:
+            self._write("epochs", key, rows.epoch_rows(trial_id, events), rows.epochs_schema())
+
+    # --- written by the driver, or by a trial ---------------------------------------------------------------------
+
+    def write_trial(self, trial_id: str, cfg: ChainConfig, status: str, error: str | None = None,
+                    summary: dict[str, Any] | None = None) -> None:
+        row = rows.trial_row(trial_id, cfg, status, error, summary)
+        self._write("trials", trial_id, [row], rows.trials_schema())
+
+    def write_confirmation(self, source_trial_id: str, cfg: ChainConfig, status: str, error: str | None = None,
+                           summary: dict[str, Any] | None = None) -> None:
+        row = {"source_trial_id": source_trial_id, **rows.trial_row(f"{source_trial_id}-s{cfg.seed}", cfg, status,
+                                                                    error, summary)}
+        self._write("confirm", row["trial_id"], [row], rows.trials_schema(confirm=True))
+
+    # --- read by the driver -------------------------------------------------------------------------------------
+
+    def read(self, name: str) -> list[dict[str, Any]]:
+        """Every row of a table (one file per trial): what the driver reconciles with after a crash."""
+        tables = [pq.read_table(f.path, filesystem=f.fs) for f in list_files(self.table(name), ".parquet")]
+        if not tables:
+            return []
+        return pa.concat_tables(tables, promote_options="permissive").to_pylist()
+
+    def _write(self, name: str, file: str, table_rows: list[dict[str, Any]], table_schema: pa.Schema) -> None:
+        table = pa.Table.from_pylist(table_rows, schema=table_schema)
+        write_parquet(self.table(name) / f"{file}.parquet", table)

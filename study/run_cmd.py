@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.fs as pafs
-
+from analysis.storage import Location, is_empty, read_bytes, write_bytes
 from study.errors import UsageError
-from study.results import ranked_trials, read_rows
-from study.spec import StudySpec, load_spec
+from study.spec import StudySpec, load_spec, preset_names, preset_summary
 
 if TYPE_CHECKING:
     from study.runner import StudyOutcome
@@ -21,11 +20,15 @@ if TYPE_CHECKING:
 FLAGS = ("name", "storage", "dataset", "data_dir", "teacher", "student", "ta_candidates", "methods", "trials",
          "epochs", "seed", "objectives", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures",
          "address", "scheduler")
+SETTINGS_FILE = "study.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="run (or resume) a study; with no flags, the default study")
-    parser.add_argument("--spec", type=Path, help="study spec (TOML); flags override it")
+    parser = subparsers.add_parser("run", help="run, resume or grow a study; with no flags, the default study")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--spec", type=Path, help="study spec (TOML); flags override it")
+    source.add_argument("--preset", help="a study spec shipped with kdstudy (see --list-presets); flags override it")
+    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     parser.add_argument("--name", help="study name: results go to <storage>/<name>/ (default: default)")
     parser.add_argument("--storage", help="local folder or pyarrow URI, e.g. s3://bucket/studies (default: runs)")
     parser.add_argument("--dataset")
@@ -34,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--student")
     parser.add_argument("--ta-candidates", dest="ta_candidates", help="candidate TA depths, e.g. 8,6,4")
     parser.add_argument("--methods", help="methods to consider, e.g. takd,dgkd,ensemble")
-    parser.add_argument("--trials", type=int)
+    parser.add_argument("--trials", type=int, help="trials in all; a larger number grows an existing study")
     parser.add_argument("--epochs", type=int, help="epochs per hop")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--objectives", help="student_val_acc, or student_val_acc,train_flops (multi-objective)")
@@ -49,65 +52,123 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
-    check_storage(spec)
-    from study.runner import run_study  # Ray is imported only once the input is known to be good
+    if args.list_presets:
+        for name in preset_names():
+            print(f"{name}: {preset_summary(name)}")
+        return 0
+    spec = load_spec(args.spec, {name: getattr(args, name) for name in FLAGS}, preset=args.preset)
+    check_storage(spec.storage)
+    grown = check_settings(spec)
+    check_resources(spec)
+    from study.runner import run_study  # Ray's Tune is imported only once the input is known to be good
 
+    write_settings(spec)
+    if grown:
+        print(f"growing the study from {grown} to {spec.trials} trials")
     return finish(run_study(spec), spec, report=args.report)
 
 
-def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
-    """Prints where the results are and the best configuration; non-zero when no trial succeeded."""
-    if outcome.resumed:
-        print(f"\nresumed the study in {outcome.run_path}: it keeps the settings it was started with "
-              f"(use another --name for new ones)")
-    print(f"\nresults: {outcome.results_path}/{{trials,hops,epochs,predictions}}.parquet")
-    best = best_trial(outcome.results_path)
-    if best is None:
-        first = outcome.errors[0].strip().splitlines()[-1] if outcome.errors else "no trial finished"
-        print(f"kdstudy run: every trial failed; first error: {first}", file=sys.stderr)
-        return 1
-    print(f"best configuration (student val acc {best['student_val_acc']:.4f}, "
-          f"test acc {best['student_test_acc']:.4f}): {describe(best)}")
-    if report and spec.is_local:
-        from analysis.report import write_report
+def check_storage(storage: str) -> None:
+    """Fails before anything is created: a URI pyarrow can use, or a local path whose nearest existing folder is
+    writable."""
+    from analysis.storage import locate
 
-        print(f"report: {write_report(outcome.run_path)}/")
-    return 0
-
-
-def spec_from_args(args: argparse.Namespace) -> StudySpec:
-    overrides: dict[str, Any] = {name: getattr(args, name) for name in FLAGS}
-    return load_spec(args.spec, overrides)
-
-
-def check_storage(spec: StudySpec) -> None:
-    """Fails before anything is created: the nearest existing folder on the way must be writable."""
-    if not spec.is_local:
-        try:
-            pafs.FileSystem.from_uri(spec.storage_uri)
-        except (pafs.ArrowInvalid, OSError, ValueError) as error:
-            raise UsageError(f"storage: cannot use {spec.storage} ({error})") from None
+    try:
+        location = locate(storage)
+    except ValueError as error:
+        raise UsageError(f"storage: cannot use {storage} ({error})") from None
+    if not location.is_local:
         return
-    path = Path(spec.run_path)
+    path = Path(location.path)
     while not path.exists():
         path = path.parent
     if not path.is_dir() or not os.access(path, os.W_OK):
-        raise UsageError(f"storage: {spec.storage} is not writable ({path} is not a writable folder)")
+        raise UsageError(f"storage: {storage} is not writable ({path} is not a writable folder)")
 
 
-def best_trial(results_path: str) -> dict[str, Any] | None:
-    ranked = ranked_trials(read_rows(f"{results_path}/trials.parquet") or [])
-    return ranked[0] if ranked else None
+def check_settings(spec: StudySpec) -> int | None:
+    """An existing study may only grow (a larger `trials`); returns its old trial count when it grows. Any other
+    changed setting is refused, listing the differences."""
+    stored = read_settings(spec.run)
+    if stored is None:
+        if not is_empty(spec.run):
+            raise UsageError(f"name: {spec.run} holds files but no {SETTINGS_FILE}; use another --name")
+        return None
+    current = spec.settings()
+    changed = [name for name in sorted(set(stored) | set(current))
+               if name != "trials" and stored.get(name) != current.get(name)]
+    if spec.trials < stored["trials"]:
+        changed.insert(0, "trials")
+    if changed:
+        diffs = ", ".join(f"{name} {_show(stored.get(name))} → {_show(current.get(name))}" for name in changed)
+        raise UsageError(f"settings: {spec.run} was started with other settings ({diffs}); a study can only grow "
+                         f"(a larger --trials); use another --name for new settings")
+    return stored["trials"] if spec.trials > stored["trials"] else None
 
 
-def describe(row: dict[str, Any]) -> str:
-    if row["method"] == "nokd":
-        return f"nokd {row['student']} (from labels alone)"
-    chain = "→".join([row["teacher"], *(str(d) for d in row["ta_depths"] or []), row["student"]])
-    parts = [row["method"], chain, f"T={row['temperature']:.2f}", f"α={row['alpha']:.2f}"]
-    if row["method"] == "ensemble":
-        parts.append(f"{row['weighting']}/{row['space']}")
-    if row["method"] == "dgkd":
-        parts.append(f"drop={row['drop']}")
-    return " ".join(parts)
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def read_settings(run: Location) -> dict[str, Any] | None:
+    data = read_bytes(run / SETTINGS_FILE)
+    return None if data is None else json.loads(data)
+
+
+def write_settings(spec: StudySpec) -> None:
+    write_bytes(spec.run / SETTINGS_FILE, (json.dumps(spec.settings(), indent=2) + "\n").encode())
+
+
+def check_resources(spec: StudySpec) -> None:
+    """A trial asking for more than a node has would wait forever; exit 2 before any trial starts instead."""
+    from study import cluster
+
+    if spec.address is None:
+        cluster.check_request(spec.cpus_per_trial, spec.gpus_per_trial, cluster.local_capacity(), "this machine")
+        return
+    cluster.connect(spec.address)
+    cluster.check_request(spec.cpus_per_trial, spec.gpus_per_trial, cluster.cluster_capacity(),
+                          "the largest node of the cluster")
+
+
+def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
+    """Prints where the results are and the best configuration; non-zero when interrupted or nothing succeeded."""
+    print(f"\nresults: {spec.run / 'results'}/{{trials,hops,epochs,predictions}}/")
+    if outcome.signal is not None:
+        from study.runner import exit_code
+
+        print(f"interrupted: {outcome.ended} of {outcome.target} trials finished; run the same command to resume",
+              file=sys.stderr)
+        return exit_code(outcome.signal)
+    if outcome.exhausted:
+        print(f"the study has {outcome.ended} of the {outcome.target} trials asked for: {outcome.exhausted}")
+    counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items())
+    print(f"trials: {counts}")
+    best = best_trial(spec.run)
+    if best is None:
+        # This session's errors were shown as they happened (each distinct one once): don't repeat them.
+        detail = "the errors are shown above" if outcome.errors else f"first error: {first_error(spec.run)}"
+        print(f"kdstudy run: no trial finished its chain ({counts}); {detail}", file=sys.stderr)
+        return 1
+    print(f"best configuration (student val acc {best['student_val_acc']:.4f}, "
+          f"test acc {best['student_test_acc']:.4f}): {best['config_label']}")
+    if report:
+        from analysis.report import write_report
+
+        print(f"report: {write_report(spec.run.uri)}/")
+    return 0
+
+
+def first_error(run: Location) -> str:
+    from analysis.load import load_run
+
+    errors = load_run(run.uri).trials.sort_values("trial_id")["error"].dropna()
+    return str(errors.iloc[0]) if len(errors) else "none recorded"
+
+
+def best_trial(run: Location) -> dict[str, Any] | None:
+    from analysis.load import load_run
+    from analysis.ranking import rank_configurations
+
+    ranked = rank_configurations(load_run(run.uri).trials)
+    return None if ranked.empty else ranked.iloc[0].to_dict()

@@ -1,112 +1,192 @@
-"""Builds the Ray Tune experiment for a study spec — OptunaSearch over the define-by-run space — runs or resumes
-it, and returns where the results are."""
+"""Runs one session of a study: reconcile the journal with the results, then a Ray Tune experiment whose
+OptunaSearch hands out the trials still to run (resumed ones first), until the study has its trials, the space
+is exhausted, or a signal interrupts it.
+
+Every session is a new Tune experiment (`<run>/tune/<session>`); a rerun never restores Tune's snapshot, it
+rebuilds the state from the results the trials wrote (`study.reconcile`).
+"""
 
 from __future__ import annotations
 
-import functools
 import os
-from dataclasses import dataclass
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Callable
 
 import optuna
 import ray
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
 
-from study.space import suggest, warm_start_points
+from analysis import schema
+from study import cluster
+from study.claims import start_board
+from study.faults import Faults
+from study.journal import Journal
+from study.reconcile import Plan, reconcile
+from study.recorder import TrialRecorder
+from study.results import ResultsFolder
+from study.search import StudySearch
+from study.space import warm_start_points
 from study.spec import OBJECTIVES, StudySpec
-from study.trainable import chain_trainable
-from study.writer import ResultsWriter
+from study.trainable import TrialContext, chain_trainable
 
 Trainable = Callable[..., None]
+# Tune's console output and per-trial logs are replaced by the study's own lines and Parquet rows; the study
+# handles SIGINT itself. Read by Tune when an experiment starts.
+QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+              "TUNE_DISABLE_SIGINT_HANDLER": "1", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class StudyOutcome:
-    run_path: str
-    results_path: str
-    num_trials: int
-    errors: list[str]
-    resumed: bool
+    run_uri: str
+    target: int
+    counts: dict[str, int] = field(default_factory=dict)  # status -> trials that ended with it
+    errors: list[str] = field(default_factory=list)  # of this session's errored trials
+    signal: int | None = None  # the signal that interrupted the session
+    exhausted: str | None = None  # why the study has fewer trials than asked for
+
+    @property
+    def ended(self) -> int:
+        return sum(self.counts.values())
 
 
 def run_study(spec: StudySpec, trainable: Trainable = chain_trainable) -> StudyOutcome:
-    """Runs (or, when `<storage>/<name>` holds an unfinished study, resumes) the study."""
-    # Parquet replaces Tune's CSV and TensorBoard logs (the JSON log stays: Tune's result grid reads it).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # Keeping one checkpoint per trial forces a state snapshot per hop; cheap here, so don't warn about it.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not ray.is_initialized():
-        ray.init(address=spec.address, include_dashboard=False, configure_logging=False)
-    wrapped = _with_resources(spec, trainable)
-    resumed = tune.Tuner.can_restore(spec.run_path)
-    if resumed:
-        tuner = tune.Tuner.restore(spec.run_path, trainable=wrapped, resume_unfinished=True, resume_errored=False)
-    else:
-        tuner = tune.Tuner(wrapped, tune_config=_tune_config(spec), run_config=_run_config(spec))
-    grid = tuner.fit()
-    errors = [str(error) for error in grid.errors]
-    return StudyOutcome(spec.run_path, results_path(spec), len(grid), errors, resumed)
+    for name, value in QUIET_TUNE.items():
+        os.environ.setdefault(name, value)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = spec.run
+    cluster.connect(spec.address)
+    journal = Journal(run)
+    study = _load_study(spec, journal.open())
+    results = ResultsFolder(run / "results")
+    plan = reconcile(spec, study, results)
+    outcome = StudyOutcome(run.uri, spec.trials)
+    try:
+        if spec.trials > plan.ended:
+            _session(spec, trainable, study, plan, results, journal, outcome)
+    finally:
+        journal.sync(force=True)
+    outcome.counts = _counts(results)
+    return outcome
 
 
-def results_path(spec: StudySpec) -> str:
-    return f"{spec.run_path}/results"
+def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: Plan, results: ResultsFolder,
+             journal: Journal, outcome: StudyOutcome) -> None:
+    faults = Faults.from_env()
+    with Interruption() as interruption:
+        board_name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
+        board = start_board(board_name)  # held until the session ends
+        searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync)
+        context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults)
+        recorder = TrialRecorder(spec.base_config(), results, spec.trials, plan.ended, interruption.is_set)
+        _print_start(spec, plan.ended, len(plan.resume))
+        _tuner(spec, trainable, context, searcher, recorder, interruption).fit()
+        ray.kill(board)
+    outcome.signal, outcome.errors = interruption.signal, recorder.errors
+    outcome.exhausted = searcher.exhausted_reason
 
 
-def _with_resources(spec: StudySpec, trainable: Trainable) -> Any:
-    # Trials on one machine share trained hops (the teacher is the same in every trial) through a local store.
-    shared_store = f"{spec.run_path}/models" if spec.is_local else None
-    bound = tune.with_parameters(trainable, base=spec.base_config(), shared_store=shared_store)
-    return tune.with_resources(bound, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+def _load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    directions = [("maximize" if OBJECTIVES[o] == "max" else "minimize") for o in spec.objectives]
+    # constant_liar: concurrent trials count as bad while running, so TPE does not propose their twins.
+    sampler = optuna.samplers.TPESampler(seed=spec.seed + _trial_count(storage, spec.name), constant_liar=True)
+    study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions, sampler=sampler,
+                                load_if_exists=True)
+    for point in warm_start_points(spec):
+        study.enqueue_trial(point, skip_if_exists=True)
+    return study
 
 
-def _tune_config(spec: StudySpec) -> tune.TuneConfig:
-    return tune.TuneConfig(search_alg=_searcher(spec), scheduler=_scheduler(spec), num_samples=spec.trials,
-                           max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=_trial_dirname)
+def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """Each session's sampler gets its own seed: a resumed study must not replay the first session's draws."""
+    summaries = [s for s in optuna.get_all_study_summaries(storage) if s.study_name == name]
+    return summaries[0].n_trials if summaries else 0
 
 
-def _trial_dirname(trial: Any) -> str:
-    # Tune's default name spells out every parameter; the Parquet rows hold those, the id is enough here.
-    return f"trial_{trial.trial_id}"
-
-
-def _searcher(spec: StudySpec) -> OptunaSearch:
-    metric: str | list[str] = list(spec.objectives) if spec.multi_objective else spec.objectives[0]
-    mode: str | list[str] = [OBJECTIVES[o] for o in spec.objectives] if spec.multi_objective \
-        else OBJECTIVES[spec.objectives[0]]
-    return OptunaSearch(
-        space=functools.partial(suggest, spec=spec),
-        metric=metric,
-        mode=mode,
-        points_to_evaluate=warm_start_points(spec),
-        sampler=optuna.samplers.TPESampler(seed=spec.seed),
-        study_name=spec.name,
-        storage=_journal(spec),
+def _tuner(spec: StudySpec, trainable: Trainable, context: TrialContext, searcher: StudySearch,
+           recorder: TrialRecorder, interruption: Interruption) -> tune.Tuner:
+    bound = tune.with_parameters(trainable, context=context)
+    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    tune_folder = spec.run / "tune"
+    session = time.strftime("session-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}"
+    return tune.Tuner(
+        tune.with_resources(bound, resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec),
+                                    num_samples=spec.trials - recorder.ended,
+                                    max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(name=session, storage_path=tune_folder.path,
+                                  storage_filesystem=tune_folder.fs, callbacks=[recorder], stop=interruption,
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=0),
     )
 
 
-def _journal(spec: StudySpec) -> optuna.storages.BaseStorage | None:
-    """A journal file beside the Parquet results, so `optuna-dashboard <file>` opens the same study."""
-    if not spec.is_local:
-        return None
-    path = f"{results_path(spec)}/optuna_journal.log"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+def trial_dirname(trial: Any) -> str:
+    # Tune's default name spells out every parameter; the Parquet rows hold those, the study's id is enough.
+    return f"trial_{trial.config.get('trial_id', trial.trial_id)}"
 
 
 def _scheduler(spec: StudySpec) -> TrialScheduler:
     if spec.scheduler == "asha":
         # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
-        # reaches max_t must go on to its final report, which carries the chain's record.
+        # reaches max_t must go on to its final report, which carries the chain's outcome.
         return ASHAScheduler(time_attr="student_epoch", metric=spec.objectives[0], mode=OBJECTIVES[spec.objectives[0]],
                              max_t=spec.epochs, grace_period=1, reduction_factor=2, stop_last_trials=False)
     return FIFOScheduler()
 
 
-def _run_config(spec: StudySpec) -> tune.RunConfig:
-    writer = ResultsWriter(results_path(spec), spec.base_config())
-    return tune.RunConfig(name=spec.name, storage_path=spec.storage_uri, callbacks=[writer, JsonLoggerCallback()],
-                          failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+def _counts(results: ResultsFolder) -> dict[str, int]:
+    counts = dict.fromkeys(schema.STATUSES, 0)
+    for row in results.read("trials"):
+        counts[row["status"]] += 1
+    return {status: n for status, n in counts.items() if n}
+
+
+def _print_start(spec: StudySpec, ended: int, resuming: int) -> None:
+    state = f"{ended} of {spec.trials} trials ended" + (f", resuming {resuming}" if resuming else "") if ended or \
+        resuming else f"{spec.trials} trials"
+    print(f"study {spec.name} ({spec.run}): {state}, {spec.max_concurrent} at a time", flush=True)
+
+
+class Interruption(Stopper):
+    """SIGINT and SIGTERM stop the study cleanly: running trials are stopped (no outcome is recorded for them, so
+    the next session resumes them) and the session returns. A second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interruption:
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def is_set(self) -> bool:
+        return self.signal is not None
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.is_set()
+
+
+def exit_code(signum: int) -> int:
+    """The shell's convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + signum

@@ -1,15 +1,22 @@
-"""The search space, define-by-run for Optuna: it only suggests, and derives the flat chain settings."""
+"""The search space, define-by-run for Optuna: it only suggests, and derives the flat chain settings.
+
+Everything method-specific comes from the method registry: which methods run through TAs, and the settings each
+method adds (with their default ranges, which a spec's `[search]` table may narrow).
+"""
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Any
 
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial
 
 from study.spec import StudySpec
+from trainables.methods import method_class
 
-METHODS_WITH_TAS = ("takd", "dgkd", "ensemble")
+TA_PARAM = "ta_depths"
 
 
 def ta_subsets(candidates: tuple[int, ...]) -> list[str]:
@@ -19,7 +26,11 @@ def ta_subsets(candidates: tuple[int, ...]) -> list[str]:
     needs a TA, so every suggestion is a valid chain and the sampler learns from what was actually trained."""
     ordered = sorted(candidates, reverse=True)
     subsets = [c for size in range(len(ordered), 0, -1) for c in combinations(ordered, size)]
-    return ["-".join(str(d) for d in subset) for subset in subsets]
+    return [ta_label(subset) for subset in subsets]
+
+
+def ta_label(depths: tuple[int, ...] | list[int]) -> str:
+    return "-".join(str(d) for d in depths)
 
 
 def depths_of(label: str) -> list[int]:
@@ -28,44 +39,87 @@ def depths_of(label: str) -> list[int]:
 
 def suggest(trial: Trial, spec: StudySpec) -> dict[str, Any]:
     """Suggests one chain; returns the derived values (TA depths as a list) that Optuna does not hold."""
-    method = trial.suggest_categorical("method", list(spec.methods))
-    if method == "nokd":
-        return {"ta_depths": []}
-    trial.suggest_float("temperature", *spec.temperature_range, log=True)
-    trial.suggest_float("alpha", *spec.alpha_range)
-    if method not in METHODS_WITH_TAS:
-        return {"ta_depths": []}
-    depths = depths_of(trial.suggest_categorical("ta_depths", ta_subsets(spec.ta_candidates)))
-    if method == "ensemble":
-        trial.suggest_categorical("weighting", ["mean", "learned", "confidence"])
-        trial.suggest_categorical("space", ["prob", "logit"])
-    if method == "dgkd":
-        # 0 = deterministic; 1 = DGKD's stochastic teaching. The student always has ≥ 2 teachers here.
-        trial.suggest_int("drop", 0, 1)
-    return {"ta_depths": depths}
+    method = method_class(trial.suggest_categorical("method", list(spec.methods)))
+    for param in method.params:
+        param.suggest(trial, spec.search.get(param.name))
+    if not method.uses_tas:
+        return {TA_PARAM: []}
+    return {TA_PARAM: depths_of(trial.suggest_categorical(TA_PARAM, ta_subsets(spec.ta_candidates)))}
+
+
+def size(spec: StudySpec) -> float:
+    """How many distinct chains the space holds (math.inf as soon as one searched number is continuous)."""
+    total = 0.0
+    for name in spec.methods:
+        method = method_class(name)
+        chains = float(len(ta_subsets(spec.ta_candidates))) if method.uses_tas else 1.0
+        total += chains * math.prod(p.cardinality(spec.search.get(p.name)) for p in method.params)
+    return total
 
 
 def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
     """The seed paper's comparison over the full candidate chain, so it is always in the data: TAKD, DGKD
-    (dropping one teacher, as published), the mean and the learned ensemble, at one shared T and α."""
+    (dropping one teacher, as published), the mean and the learned ensemble, at one shared T and α (5 and 0.5,
+    or the nearest values the spec's search allows)."""
     if not spec.ta_candidates:
         return []
-    full_chain = ta_subsets(spec.ta_candidates)[0]
-    temperature = min(max(5.0, spec.temperature_range[0]), spec.temperature_range[1])
-    alpha = min(max(0.5, spec.alpha_range[0]), spec.alpha_range[1])
-    shared = {"ta_depths": full_chain, "temperature": temperature, "alpha": alpha}
+    shared = {TA_PARAM: ta_subsets(spec.ta_candidates)[0], "temperature": _nearest(spec, "temperature", 5.0),
+              "alpha": _nearest(spec, "alpha", 0.5)}
     points = [
         {"method": "takd", **shared},
-        {"method": "dgkd", **shared, "drop": 1},
+        {"method": "dgkd", **shared, "drop": _nearest(spec, "drop", 1)},
         {"method": "ensemble", **shared, "weighting": "mean", "space": "prob"},
         {"method": "ensemble", **shared, "weighting": "learned", "space": "prob"},
     ]
-    return [point for point in points if point["method"] in spec.methods]
+    return [point for point in points if point["method"] in spec.methods and _allowed(spec, point)]
+
+
+def _nearest(spec: StudySpec, name: str, value: float) -> Any:
+    from trainables.methods import all_params
+
+    param = all_params()[name]
+    low, high = param.search_values(spec.search.get(name))
+    return param.coerce(min(max(value, low), high))
+
+
+def _allowed(spec: StudySpec, point: dict[str, Any]) -> bool:
+    """A point the spec's search excludes (e.g. weighting narrowed to ["mean"]) is not a warm start."""
+    params = {p.name: p for p in method_class(point["method"]).params}
+    return all(point[name] in spec.search[name] for name in point
+               if name in spec.search and name in params and params[name].categorical)
 
 
 def flat_from_params(params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's config as Tune hands it over (Optuna params + derived values) → chain config fields."""
-    flat = dict(params)
-    if isinstance(flat.get("ta_depths"), str):
-        flat["ta_depths"] = depths_of(flat["ta_depths"])
+    """A trial's config as Tune hands it over (Optuna params + derived values + its id) → chain config fields."""
+    flat = {k: v for k, v in params.items() if k != "trial_id"}
+    if isinstance(flat.get(TA_PARAM), str):
+        flat[TA_PARAM] = depths_of(flat[TA_PARAM])
     return flat
+
+
+class _Recorder:
+    """A stand-in for an Optuna trial that answers with known values and records the distributions asked for."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values, self.distributions = values, {}
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        self.distributions[name] = CategoricalDistribution(choices)
+        return self.values[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        self.distributions[name] = FloatDistribution(low, high, log=log)
+        return self.values[name]
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        self.distributions[name] = IntDistribution(low, high)
+        return self.values[name]
+
+
+def params_of(spec: StudySpec, flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    """The Optuna params and distributions that suggest `flat` (a chain config, e.g. a results row): how a trial
+    known from the results but lost from the journal is added back to it."""
+    values = {**flat, TA_PARAM: ta_label(flat.get(TA_PARAM) or [])}
+    recorder = _Recorder(values)
+    suggest(recorder, spec)  # type: ignore[arg-type]
+    return {name: values[name] for name in recorder.distributions}, recorder.distributions

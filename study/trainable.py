@@ -1,33 +1,64 @@
-"""The Ray Tune entry point: a thin wrapper that runs `train_chain` for one trial's config."""
+"""The Ray Tune entry point: runs `train_chain` for one trial, writes the trial's rows, reports small scalars.
+
+A trial keeps nothing in Tune's checkpoints: every hop it finishes is in the study's model store, so a retried or
+resumed trial skips straight to its first unfinished hop.
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from ray import tune
 
+from analysis.storage import locate
+from study.claims import RayClaims
+from study.faults import NO_FAULTS, Faults
+from study.hop_store import RunHopStore
+from study.results import ResultsFolder
 from study.space import flat_from_params
-from trainables import ChainConfig, ChainResult, FolderStore, train_chain
+from trainables import ChainConfig, HopDiverged, train_chain
 
-STORE_IN_CHECKPOINT = "hops"
+# A trial's last result says how its chain ended; trials stopped early by a scheduler have none.
+OUTCOME, FINISHED, DIVERGED = "outcome", "finished", "diverged"
+DETAIL = "detail"  # how it diverged, for the driver's console line
 
 
-def chain_trainable(config: dict[str, Any], base: dict[str, Any], shared_store: str | None = None) -> None:
-    """Trains the trial's chain and reports every epoch; checkpoints after each hop, so a retried trial resumes
-    at its last finished hop. `shared_store` (a local folder) lets trials reuse each other's hops."""
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a study shares (sent once through Ray's object store)."""
+
+    base: dict[str, Any]  # the chain settings every trial shares; the search adds the rest
+    run_uri: str
+    claims_board: str | None = None
+    faults: Faults = NO_FAULTS
+
+
+def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     _use_assigned_cpus()
-    cfg = ChainConfig.from_flat({**base, **flat_from_params(config)})
-    with tempfile.TemporaryDirectory(prefix="kdstudy-hops-") as own:
-        store = FolderStore(shared_store or own)
-        _restore_hops(store)
-        reporter = TuneReporter(cfg, store)
-        result = train_chain(cfg, report=reporter, store=store)
-        tune.report(reporter.final(result))
+    context.faults.point("trial-start")
+    trial_id = config["trial_id"]
+    cfg = ChainConfig.from_flat({**context.base, **flat_from_params(config)})
+    run = locate(context.run_uri)
+    results = ResultsFolder(run / "results")
+    claims = RayClaims(context.claims_board, context.faults) if context.claims_board else None
+    reporter = TrialReporter(cfg, trial_id, results, context.faults)
+    try:
+        result = train_chain(cfg, report=reporter, store=RunHopStore(run / "models", claims))
+    except HopDiverged as diverged:
+        reporter.write_epochs()
+        results.write_diverged(trial_id, cfg, diverged)
+        context.faults.point("results-written")
+        tune.report({**reporter.metrics(0.0, 0, reporter.train_flops), OUTCOME: DIVERGED, DETAIL: f"{diverged}"})
+        return
+    except BaseException:
+        # Stopped by a scheduler, interrupted, or failing: keep the curve of the hop it was training.
+        reporter.write_epochs()
+        raise
+    results.write_finished(trial_id, cfg, result)
+    context.faults.point("results-written")
+    tune.report({**reporter.metrics(result.student.val_acc, cfg.epochs, result.train_flops), OUTCOME: FINISHED})
 
 
 def _use_assigned_cpus() -> None:
@@ -37,67 +68,35 @@ def _use_assigned_cpus() -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _restore_hops(store: FolderStore) -> None:
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return
-    with checkpoint.as_directory() as folder:
-        for path in Path(folder, STORE_IN_CHECKPOINT).glob("*.pt"):
-            if not store.path(path.stem).exists():
-                store.root.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, store.path(path.stem))
+class TrialReporter:
+    """Turns the chain's events into Tune results of a few scalars (Tune keeps each trial's last result in its
+    experiment state, so results stay small) and writes each trained hop's epochs when the hop ends.
 
+    Every result carries the objectives (0 until known) so searchers and schedulers always find their metric;
+    `student_epoch` is ASHA's clock."""
 
-class TuneReporter:
-    """Turns the chain's events into Tune results. Every result carries the objectives (0 until known) so
-    searchers and schedulers always find their metric; `student_epoch` is ASHA's clock."""
-
-    def __init__(self, cfg: ChainConfig, store: FolderStore) -> None:
-        self.cfg, self.store = cfg, store
+    def __init__(self, cfg: ChainConfig, trial_id: str, results: ResultsFolder, faults: Faults) -> None:
+        self.cfg, self.trial_id, self.results, self.faults = cfg, trial_id, results, faults
         self.student_hop = len(cfg.archs) - 1
-        self.hops: list[dict[str, Any]] = []
         self.train_flops = 0
+        self.epochs: list[dict[str, Any]] = []  # of the hop being trained
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["event"] == "epoch":
-            tune.report(self._epoch_metrics(event))
+            self.epochs.append(event)
+            is_student = event["hop"] == self.student_hop
+            self.faults.point(f"epoch-{event['hop']}-{event['epoch']}")
+            tune.report(self.metrics(event["val_acc"] if is_student else 0.0, event["epoch"] if is_student else 0,
+                                     self.train_flops))
         else:
-            self.hops.append(event)
+            self.write_epochs()
             self.train_flops += event["train_flops"]
-            self._report_with_checkpoint(self._hop_metrics(event))
 
-    def _common(self, student_val_acc: float, student_epoch: int) -> dict[str, Any]:
-        return {"student_val_acc": student_val_acc, "student_epoch": student_epoch, "train_flops": self.train_flops}
+    def write_epochs(self) -> None:
+        if self.epochs:
+            self.results.write_epochs(self.trial_id, self.epochs[0]["key"], self.epochs)
+        self.epochs = []
 
-    def _epoch_metrics(self, event: dict[str, Any]) -> dict[str, Any]:
-        is_student = event["hop"] == self.student_hop
-        metrics = self._common(event["val_acc"] if is_student else 0.0, event["epoch"] if is_student else 0)
-        return {**metrics, "epoch_record": json.dumps(event)}
-
-    def _hop_metrics(self, event: dict[str, Any]) -> dict[str, Any]:
-        is_student = event["index"] == self.student_hop
-        metrics = self._common(event["val_acc"] if is_student else 0.0, self.cfg.epochs if is_student else 0)
-        return {**metrics, "hop_done": event["index"]}
-
-    def _report_with_checkpoint(self, metrics: dict[str, Any]) -> None:
-        """Every finished hop's weights go into the checkpoint: with remote storage the trial's own store is
-        lost with its worker, and a retried trial must find them in the checkpoint."""
-        with tempfile.TemporaryDirectory(prefix="kdstudy-ckpt-") as folder:
-            hops_folder = Path(folder, STORE_IN_CHECKPOINT)
-            hops_folder.mkdir()
-            for hop in self.hops:
-                shutil.copy(self.store.path(hop["key"]), hops_folder / f"{hop['key']}.pt")
-            # report() persists the checkpoint before returning, so the folder may go afterwards
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-
-    def final(self, result: ChainResult) -> dict[str, Any]:
-        """The last result: the whole chain's record, which the results writer turns into Parquet rows."""
-        predictions = [
-            {"hop": h.index, "arch": h.arch, "role": h.role, "predicted": h.predictions.predicted.tolist(),
-             "true_prob": h.predictions.true_prob.float().tolist()}
-            for h in result.hops if h.predictions is not None
-        ]
-        record = {**result.to_dict(), "predictions": predictions,
-                  "target": result.test_targets.tolist() if result.test_targets is not None else []}
-        return {**self._common(result.student.val_acc, self.cfg.epochs), "train_flops": result.train_flops,
-                "chain_record": json.dumps(record), "done": True}
+    @staticmethod
+    def metrics(student_val_acc: float, student_epoch: int, train_flops: int) -> dict[str, Any]:
+        return {"student_val_acc": student_val_acc, "student_epoch": student_epoch, "train_flops": train_flops}

@@ -1,8 +1,9 @@
 """Helpers of the analysis tests: a fake study run, a "figure is not blank" check and a notebook runner.
 
-The fake run has schema-valid Parquet results with controlled values: plausible rather than real, every
-method group appears, accuracies and costs grow with the chain, one trial failed and three configurations
-were re-seeded. Tests of real output use the session's `tiny_study` (tests/conftest.py) instead.
+The fake run has Parquet results in the study's own layout, built through the study's own row path
+(`study.rows`), with controlled values: plausible rather than real, every method group appears, accuracies and
+costs grow with the chain, one trial failed and three configurations were re-seeded. Tests of real output use
+the session's `tiny_study` (tests/conftest.py) instead.
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study import schema
+from analysis import schema
+from study import rows
 from trainables.config import ChainConfig
 
-# (method, weighting, space, ta_depths, drop): one per comparison group, then cycled.
-_CHAINS: list[tuple[str, str, str, list[int], int]] = [
-    ("nokd", "mean", "prob", [], 0),
-    ("kd", "mean", "prob", [], 0),
-    ("takd", "mean", "prob", [6], 0),
-    ("dgkd", "mean", "prob", [8, 4], 1),
-    ("ensemble", "mean", "prob", [6], 0),
-    ("ensemble", "learned", "logit", [8, 6, 4], 0),
-    ("ensemble", "confidence", "prob", [8, 4], 0),
-    ("takd", "mean", "prob", [8, 6, 4], 0),
-    ("dgkd", "mean", "prob", [6], 0),
+# (method, params, ta_depths): one per comparison group, then cycled.
+_CHAINS: list[tuple[str, dict[str, Any], list[int]]] = [
+    ("nokd", {}, []),
+    ("kd", {}, []),
+    ("takd", {}, [6]),
+    ("dgkd", {"drop": 1}, [8, 4]),
+    ("ensemble", {"weighting": "mean", "space": "prob"}, [6]),
+    ("ensemble", {"weighting": "learned", "space": "logit"}, [8, 6, 4]),
+    ("ensemble", {"weighting": "confidence", "space": "prob"}, [8, 4]),
+    ("takd", {}, [8, 6, 4]),
+    ("dgkd", {"drop": 0}, [6]),
 ]
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_KERNEL = "python3"
@@ -40,47 +42,45 @@ _EPOCHS = 3
 
 
 def write_fake_run(root: Path, n_trials: int = 12, seed: int = 0, with_confirm: bool = True) -> Path:
-    """Writes `<root>/results/{trials,hops,epochs[,confirm]}.parquet` and returns `root` (the run folder)."""
+    """Writes `<root>/results/{trials,hops,epochs[,confirm]}/` and returns `root` (the run folder)."""
     rng = random.Random(seed)
     results = Path(root) / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    trials, hops, epochs = [], [], []
+    trials = []
     for i in range(n_trials):
         trial_id = f"t{i:03d}"
-        config = _config(i, rng)
+        cfg = _config(i, rng)
         failed = i == n_trials - 1  # exactly one ERROR trial
-        trials.append(_trial_row(trial_id, config, rng, failed))
+        trial = _trial_row(trial_id, cfg, rng, failed)
+        trials.append((trial, cfg))
+        write_table(results / "trials" / f"{trial_id}.parquet", [trial], rows.trials_schema())
         if not failed:
-            hops.extend(_hop_rows(trial_id, config, trials[-1], rng))
-            epochs.extend(_epoch_rows(trial_id, config, rng))
-    write_table(results / "trials.parquet", trials, schema.TRIALS)
-    write_table(results / "hops.parquet", hops, schema.HOPS)
-    write_table(results / "epochs.parquet", epochs, schema.EPOCHS)
+            write_table(results / "hops" / f"{trial_id}.parquet", _hop_rows(trial_id, cfg, trial, rng), schema.HOPS)
+            for key, epochs in _epoch_rows(trial_id, cfg, rng).items():
+                write_table(results / "epochs" / f"{key}.parquet", epochs, rows.epochs_schema())
     if with_confirm:
-        write_table(results / "confirm.parquet", _confirm_rows(trials, rng), schema.CONFIRM)
+        for row in _confirm_rows(trials, rng):
+            write_table(results / "confirm" / f"{row['trial_id']}.parquet", [row], rows.trials_schema(confirm=True))
     return Path(root)
 
 
-def _config(i: int, rng: random.Random) -> dict[str, Any]:
-    method, weighting, space, tas, drop = _CHAINS[i % len(_CHAINS)]
-    flat = ChainConfig(method=method, weighting=weighting, space=space, ta_depths=tuple(tas), drop=drop,
-                       temperature=rng.choice([2.0, 4.0, 8.0]), alpha=round(rng.uniform(0.1, 0.9), 2),
-                       epochs=_EPOCHS, seed=i).to_flat()
-    return flat
+def _config(i: int, rng: random.Random) -> ChainConfig:
+    method, params, tas = _CHAINS[i % len(_CHAINS)]
+    if method != "nokd":
+        params = {**params, "temperature": rng.choice([2.0, 4.0, 8.0]), "alpha": round(rng.uniform(0.1, 0.9), 2)}
+    return ChainConfig(method=method, params=params, ta_depths=tuple(tas), epochs=_EPOCHS, seed=i)
 
 
-def _depths(config: dict[str, Any]) -> list[int]:
-    if config["method"] == "nokd":
-        return [2]
-    return [10, *config["ta_depths"], 2]
+def _depths(cfg: ChainConfig) -> list[int]:
+    return [int(arch.removeprefix("plain")) for arch in cfg.archs]
 
 
-def _trial_row(trial_id: str, config: dict[str, Any], rng: random.Random, failed: bool) -> dict[str, Any]:
-    depths = _depths(config)
+def _trial_row(trial_id: str, cfg: ChainConfig, rng: random.Random, failed: bool) -> dict[str, Any]:
+    if failed:
+        return rows.trial_row(trial_id, cfg, schema.ERROR, error="RuntimeError: CUDA out of memory")
+    depths = _depths(cfg)
     train_flops = sum(_hop_train_flops(d) for d in depths)
     val = 0.80 + 0.02 * len(depths) + rng.uniform(-0.03, 0.03)
-    metrics: dict[str, Any] = {
-        "num_tas": len(config["ta_depths"]),
+    summary = {
         "student_val_acc": round(val, 4),
         "student_test_acc": round(val + rng.uniform(-0.02, 0.01), 4),
         "train_flops": train_flops,
@@ -88,28 +88,24 @@ def _trial_row(trial_id: str, config: dict[str, Any], rng: random.Random, failed
         "spent_seconds": train_flops / 2e11 * rng.uniform(0.8, 1.2),
         "student_params": 20_000,
         "student_flops": 1_000_000,
-        "ensemble_weights": [1 / (len(depths) - 1)] * (len(depths) - 1) if config["method"] == "ensemble" else None,
+        "ensemble_weights": [1 / (len(depths) - 1)] * (len(depths) - 1) if cfg.method == "ensemble" else None,
     }
-    if failed:
-        metrics = {key: None for key in metrics}
-    return {"trial_id": trial_id, "status": "ERROR" if failed else "TERMINATED",
-            "error": "RuntimeError: CUDA out of memory" if failed else None, **config, **metrics}
+    return rows.trial_row(trial_id, cfg, schema.FINISHED, summary=summary)
 
 
 def _hop_train_flops(depth: int) -> int:
     return 3 * depth * 500_000 * _SAMPLES * _EPOCHS
 
 
-def _hop_rows(trial_id: str, config: dict[str, Any], trial: dict[str, Any],
-              rng: random.Random) -> list[dict[str, Any]]:
-    depths = _depths(config)
-    rows = []
+def _hop_rows(trial_id: str, cfg: ChainConfig, trial: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    depths = _depths(cfg)
+    hops = []
     for index, depth in enumerate(depths):
         role = "student" if index == len(depths) - 1 else "teacher" if index == 0 else "ta"
         is_student = role == "student"
         val = trial["student_val_acc"] if is_student else 0.9 + 0.005 * depth
-        rows.append({
-            "trial_id": trial_id, "index": index, "arch": f"plain{depth}", "role": role, "key": f"k{depth}",
+        hops.append({
+            "trial_id": trial_id, "index": index, "arch": f"plain{depth}", "role": role, "key": f"k{trial_id}{depth}",
             "teachers": list(range(index)), "best_epoch": _EPOCHS - 1, "val_acc": val,
             "test_acc": trial["student_test_acc"] if is_student else val - 0.01,
             "params": 10_000 * depth, "flops": 500_000 * depth, "train_flops": _hop_train_flops(depth),
@@ -118,44 +114,47 @@ def _hop_rows(trial_id: str, config: dict[str, Any], trial: dict[str, Any],
             "upper_forward_samples": index * _SAMPLES * _EPOCHS, "kl_terms": index, "reused": False,
             "ensemble_weights": None,
         })
-    return rows
+    return hops
 
 
-def _epoch_rows(trial_id: str, config: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
-    rows = []
-    for hop, depth in enumerate(_depths(config)):
-        for epoch in range(_EPOCHS):
-            rows.append({
-                "trial_id": trial_id, "hop": hop, "role": "student" if depth == 2 else "teacher",
-                "arch": f"plain{depth}", "epoch": epoch, "global_epoch": hop * _EPOCHS + epoch, "lr": 0.01,
-                "train_loss": 1.5 / (epoch + 1), "loss_ce": 1.0 / (epoch + 1), "loss_kd": 0.5 / (epoch + 1),
-                "val_acc": 0.7 + 0.05 * epoch + rng.uniform(0, 0.02), "val_loss": 1.2 / (epoch + 1),
-                "seconds": 1.0,
-            })
-    return rows
+def _epoch_rows(trial_id: str, cfg: ChainConfig, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
+    by_hop = {}
+    depths = _depths(cfg)
+    for hop, depth in enumerate(depths):
+        key = f"k{trial_id}{depth}"
+        by_hop[key] = [{
+            "trial_id": trial_id, "key": key, "hop": hop, "role": "student" if hop == len(depths) - 1 else "teacher",
+            "arch": f"plain{depth}", "epoch": epoch, "global_epoch": hop * _EPOCHS + epoch, "lr": 0.01,
+            "train_loss": 1.5 / epoch, "loss_ce": 1.0 / epoch, "loss_kd": 0.5 / epoch if hop else None,
+            "val_acc": 0.7 + 0.05 * epoch + rng.uniform(0, 0.02), "val_loss": 1.2 / epoch, "seconds": 1.0,
+        } for epoch in range(1, _EPOCHS + 1)]
+    return by_hop
 
 
-def _confirm_rows(trials: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+def _confirm_rows(trials: list[tuple[dict[str, Any], ChainConfig]], rng: random.Random) -> list[dict[str, Any]]:
     """Three new seeds for each of the three best trials; one seed of the best fails."""
-    ok = sorted((t for t in trials if t["status"] == "TERMINATED"), key=lambda t: -t["student_val_acc"])
-    rows = []
-    for rank, source in enumerate(ok[:3]):
+    ok = sorted((t for t in trials if t[0]["status"] == schema.FINISHED), key=lambda t: -t[0]["student_val_acc"])
+    confirm = []
+    for rank, (source, cfg) in enumerate(ok[:3]):
         for k in range(3):
-            row = {**source, "source_trial_id": source["trial_id"], "trial_id": f"{source['trial_id']}-s{k}",
-                   "seed": 100 + k}
+            seeded = cfg.replace(seed=100 + k)
             if rank == 0 and k == 2:
-                row.update(status="ERROR", error="RuntimeError: NaN loss", student_val_acc=None,
-                           student_test_acc=None)
+                row = rows.trial_row(f"{source['trial_id']}-s{seeded.seed}", seeded, schema.ERROR,
+                                     error="RuntimeError: NaN loss")
             else:
-                row["student_val_acc"] = round(source["student_val_acc"] + rng.uniform(-0.01, 0.01), 4)
-                row["student_test_acc"] = round(source["student_test_acc"] + rng.uniform(-0.01, 0.01), 4)
-            rows.append(row)
-    return rows
+                summary = {name: source[name] for name in ("train_flops", "spent_flops", "spent_seconds",
+                                                           "student_params", "student_flops")}
+                summary["student_val_acc"] = round(source["student_val_acc"] + rng.uniform(-0.01, 0.01), 4)
+                summary["student_test_acc"] = round(source["student_test_acc"] + rng.uniform(-0.01, 0.01), 4)
+                row = rows.trial_row(f"{source['trial_id']}-s{seeded.seed}", seeded, schema.FINISHED, summary=summary)
+            confirm.append({"source_trial_id": source["trial_id"], **row})
+    return confirm
 
 
-def write_table(path: Path, rows: list[dict[str, Any]], table_schema: pa.Schema) -> None:
+def write_table(path: Path, table_rows: list[dict[str, Any]], table_schema: pa.Schema) -> None:
     """Rows as one Parquet file of `table_schema`; fields a row leaves out are null."""
-    pq.write_table(pa.Table.from_pylist(rows, schema=table_schema), path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(table_rows, schema=table_schema), path)
 
 
 def assert_png_not_blank(path: Path, min_height: int = 200, min_width: int = 300, min_std: float = 0.03) -> None:

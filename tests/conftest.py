@@ -1,4 +1,4 @@
-"""Shared fixtures: one real local Ray cluster for the whole test session."""
+"""Shared fixtures: one real local Ray cluster for the whole test session, and a real tiny study on it."""
 
 from __future__ import annotations
 
@@ -9,14 +9,22 @@ from typing import Iterator
 import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Local test clusters: a token found in ~/.ray would turn on token auth, and a second node could not join.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+# The S3 tests talk to a local S3 server that accepts any key; set before Ray starts so trials see them too
+# (and pyarrow never asks an instance-metadata service for credentials).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "kdstudy-test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "kdstudy-test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
+def ray_cluster() -> Iterator[str]:
+    """The session's cluster; yields its address, so subprocess drivers can join it with --address."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
+    context = ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield context.address_info["gcs_address"]
     ray.shutdown()
 
 
@@ -45,7 +53,7 @@ def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_study(ray_cluster: None, spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_study(ray_cluster: str, spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 5-trial study on tiny data, run once per session: `<storage>/tiny`, with all its Parquet files."""
     from study.cli import main
 

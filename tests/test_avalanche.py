@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pandas as pd
 import pytest
 
-from analysis.avalanche import (PairMetrics, avalanche_curve, avalanche_section, avalanche_summary, chain_pair_table,
-                                pair_metrics, teacher_student_rows, trial_avalanche)
+from analysis import schema
+from analysis.avalanche import (PairMetrics, avalanche_curve, avalanche_summary, best_trials, chain_pair_table,
+                                pair_metrics, run_summary, teacher_student_rows, trial_avalanche)
 from analysis.load import load_run
-from study.schema import PREDICTIONS, TRIALS
+from analysis.report import AVALANCHE_INTRO, STUDENT_PAIR_COLUMNS, avalanche_section, student_pair_markdown
+from study import rows
 from tests.analysis_fixtures import assert_png_not_blank, write_table
 from trainables.config import ChainConfig
 
@@ -113,49 +115,53 @@ def _child(rng: np.random.Generator, upper: np.ndarray, target: np.ndarray, copy
     return np.where(rng.random(target.size) < copy, upper, own).astype(np.int16)
 
 
-def _trial_rows(trial_id: str, chain: list[np.ndarray], target: np.ndarray,
-                rng: np.random.Generator) -> list[dict[str, Any]]:
+def _trial_rows(trial_id: str, chain: list[np.ndarray], target: np.ndarray, rng: np.random.Generator,
+                archs: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     roles = ["student"] if len(chain) == 1 else ["teacher", *["ta"] * (len(chain) - 2), "student"]
-    return [{"trial_id": trial_id, "hop": hop, "arch": f"plain{10 - 2 * hop}", "role": role,
+    archs = archs or tuple(f"plain{10 - 2 * hop}" for hop in range(len(chain)))
+    return [{"trial_id": trial_id, "hop": hop, "arch": arch, "role": role,
              "predicted": pred, "true_prob": rng.random(target.size).astype(np.float16), "target": target}
-            for hop, (pred, role) in enumerate(zip(chain, roles))]
+            for hop, (pred, role, arch) in enumerate(zip(chain, roles, archs))]
 
 
 def _write_fake_run(run: Path, with_predictions: bool = True) -> None:
     rng = np.random.default_rng(0)
     target = rng.integers(0, CLASSES, N_TEST).astype(np.int16)
     teacher = _child(rng, target, target, copy=0.0, acc=0.8)
-    chains = {  # trial id -> (method, weighting, TA depths, val acc, copy rate down the chain)
-        "kd-a": ("kd", "mean", [], 0.70, 0.4),
-        "takd-a": ("takd", "mean", [6, 4], 0.72, 0.8),
-        "takd-b": ("takd", "mean", [6], 0.60, 0.8),  # worse: not the takd group's best
-        "dgkd-a": ("dgkd", "mean", [6, 4], 0.74, 0.2),
-        "ens-a": ("ensemble", "confidence", [6], 0.73, 0.3),
-        "nokd-a": ("nokd", "mean", [], 0.65, 0.0),
+    chains = {  # trial id -> (method, method settings, TA depths, val acc, copy rate down the chain)
+        "kd-a": ("kd", {}, [], 0.70, 0.4),
+        "takd-a": ("takd", {}, [6, 4], 0.72, 0.8),
+        "takd-b": ("takd", {}, [6], 0.60, 0.8),  # worse: not the takd group's best
+        "dgkd-a": ("dgkd", {}, [6, 4], 0.74, 0.2),
+        "ens-a": ("ensemble", {"weighting": "confidence"}, [6], 0.73, 0.3),
+        "nokd-a": ("nokd", {}, [], 0.65, 0.0),
     }
-    trials, predictions = [], []
-    for trial_id, (method, weighting, depths, val_acc, copy) in chains.items():
+    results = run / "results"
+    for trial_id, (method, params, depths, val_acc, copy) in chains.items():
+        cfg = ChainConfig(method=method, params=params, ta_depths=tuple(depths))
         chain = [teacher]
         for _ in range(len(depths) + 1):
             chain.append(_child(rng, chain[-1], target, copy=copy, acc=0.75))
-        if method == "nokd":
-            chain = chain[-1:]
-        trials.append(_trial(trial_id, "TERMINATED", method, weighting, depths, val_acc))
-        predictions += _trial_rows(trial_id, chain, target, rng)
-    # a failed trial with the best score must never be picked
-    trials.append({**_trial("err", "ERROR", "takd", "mean", [4], 0.99), "error": "boom"})
-    results = run / "results"
-    results.mkdir(parents=True)
-    write_table(results / "trials.parquet", trials, TRIALS)
+        chain = chain[-len(cfg.archs):]  # nokd trains its student only
+        _write_trial(results, trial_id, cfg, schema.FINISHED, val_acc)
+        if with_predictions:
+            write_table(results / "predictions" / f"{trial_id}.parquet",
+                        _trial_rows(trial_id, chain, target, rng, cfg.archs), schema.PREDICTIONS)
+    # failed trials with the best score must never be picked, even when they wrote predictions (a diverged
+    # trial writes those of the hops it finished)
+    _write_trial(results, "err", ChainConfig(method="takd", ta_depths=(4,)), schema.ERROR, 0.99, error="boom")
+    _write_trial(results, "div", ChainConfig(method="takd", ta_depths=(6,)), schema.DIVERGED, 0.98,
+                 error="hop 2 (plain2): loss nan at epoch 1")
     if with_predictions:
-        write_table(results / "predictions.parquet", predictions, PREDICTIONS)
+        write_table(results / "predictions" / "div.parquet",
+                    _trial_rows("div", [teacher, teacher.copy(), teacher.copy()], target, rng), schema.PREDICTIONS)
 
 
-def _trial(trial_id: str, status: str, method: str, weighting: str, depths: list[int],
-           val_acc: float) -> dict[str, Any]:
-    # a complete config, as the study writes it: the report's labels and groups are built from it
-    config = ChainConfig(method=method, weighting=weighting, ta_depths=tuple(depths)).to_flat()
-    return {"trial_id": trial_id, "status": status, **config, "num_tas": len(depths), "student_val_acc": val_acc}
+def _write_trial(results: Path, trial_id: str, cfg: ChainConfig, status: str, val_acc: float,
+                 error: str | None = None) -> None:
+    """A trials file as the study writes it: the report's labels and groups come from the config."""
+    row = rows.trial_row(trial_id, cfg, status, error=error, summary={"student_val_acc": val_acc})
+    write_table(results / "trials" / f"{trial_id}.parquet", [row], rows.trials_schema())
 
 
 @pytest.fixture(scope="module")
@@ -169,12 +175,11 @@ def test_predictions_parquet_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     target = rng.integers(0, CLASSES, 50).astype(np.int16)
     chain = [target.copy(), _child(rng, target, target, 0.0, 0.5)]
-    rows = _trial_rows("t", chain, target, rng)
-    write_table(tmp_path / "predictions.parquet", rows, PREDICTIONS)
-    table = pq.read_table(tmp_path / "predictions.parquet")
-    assert table.schema.equals(PREDICTIONS)
-    back = table.to_pandas()
-    for row, (_, read) in zip(rows, back.iterrows()):
+    written = _trial_rows("t", chain, target, rng)
+    write_table(tmp_path / "results" / "predictions" / "t.parquet", written, schema.PREDICTIONS)
+    back = load_run(tmp_path).predictions  # through the reader the report uses
+    assert list(back.columns) == schema.PREDICTIONS.names and len(back) == 2
+    for row, (_, read) in zip(written, back.iterrows()):
         for column in ("predicted", "true_prob", "target"):
             assert read[column].dtype == row[column].dtype
             np.testing.assert_array_equal(read[column], row[column])
@@ -187,32 +192,72 @@ def test_summary_picks_the_best_successful_trial_per_group(fake_run: Path) -> No
     run = load_run(fake_run)
     summary = avalanche_summary(run.trials, run.predictions)
     students = teacher_student_rows(summary)
-    # nokd has no teacher; the errored trial and the worse takd trial are not picked
+    # nokd has no teacher; the errored and diverged trials and the worse takd trial are not picked
     assert list(students.group) == ["kd", "takd", "dgkd", "ensemble-confidence"]
     assert list(students.trial_id) == ["kd-a", "takd-a", "dgkd-a", "ens-a"]
-    assert list(summary[summary.group == "takd"].hop) == [0, 1, 2, 3]
+    takd = summary[summary.group == "takd"]
+    assert list(takd.hop) == [0, 1, 2, 3] and list(takd.arch) == ["plain10", "plain6", "plain4", "plain2"]
+    assert list(students.num_hops) == [2, 4, 4, 3]
     assert (students.role == "student").all()
     by_group = students.set_index("group")
     # the copy rates built in: TAKD's student repeats far more of the teacher's exact errors than DGKD's
     assert by_group.loc["takd", "teacher_same_class"] > by_group.loc["dgkd", "teacher_same_class"] + 0.2
+    assert summary.equals(run_summary(run))
 
 
-def test_section_writes_a_plot_and_a_table(fake_run: Path) -> None:
-    section = avalanche_section(load_run(fake_run), fake_run / "report")
+def test_best_trials_rank_as_everywhere_else() -> None:
+    cfg = ChainConfig(method="takd", ta_depths=(6,))
+
+    def trial(trial_id: str, method: str, val: float, flops: int) -> dict[str, Any]:
+        chain = cfg if method == "takd" else ChainConfig(method=method)
+        return rows.trial_row(trial_id, chain, schema.FINISHED,
+                              summary={"student_val_acc": val, "train_flops": flops})
+
+    trials = pd.DataFrame([trial("x", "takd", 0.8, 200), trial("y", "takd", 0.8, 100),
+                           trial("z", "takd", 0.9, 50), trial("w", "kd", 0.7, 10)])
+    target = np.zeros(4, dtype=np.int16)
+    predictions = pd.DataFrame([{"trial_id": t, "hop": hop, "predicted": target, "target": target}
+                                for t, hops in [("x", 3), ("y", 3), ("w", 1)] for hop in range(hops)])
+    best = best_trials(trials, predictions)
+    # z (the best) has no predictions and w's only hop has no teacher above it; x and y tie on validation
+    # accuracy, so the cheaper chain wins, as in `analysis.ranking`
+    assert best[["group", "trial_id", "num_hops"]].values.tolist() == [["takd", "y", 3]]
+
+
+def test_section_writes_a_plot_and_a_table(fake_run: Path, tmp_path: Path) -> None:
+    section = avalanche_section(load_run(fake_run), tmp_path / "out")
     assert section is not None
     heading, body = section
     assert heading == "Error avalanche"
+    assert body.startswith(AVALANCHE_INTRO) and body.endswith("![Error avalanche](avalanche.png)")
     table = [line for line in body.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| group |") and len(table) == 2 + 4
-    assert any(line.startswith("| takd |") for line in table) and not any("nokd" in line for line in table)
-    assert_png_not_blank(fake_run / "report" / "avalanche.png", min_height=300, min_std=0.05)
+    assert len(table) == 2 + 4 and not any("nokd" in line for line in table)
+    headers = [h.strip().replace("\\|", "|") for h in table[0].strip("|").split(" | ")]
+    assert headers == [header for header, _ in STUDENT_PAIR_COLUMNS.values()]
+    takd = next(line for line in table if line.startswith("| takd |")).split(" | ")
+    assert takd[1:3] == ["`takd-a`", "2"]  # trial, TAs
+    assert_png_not_blank(tmp_path / "out" / "avalanche.png", min_height=300, min_std=0.05)
+    assert not (fake_run / "report").exists()  # the figure goes where it is told, not into the run
+
+
+def test_student_pair_markdown_counts_tas_and_aligns_numbers() -> None:
+    pairs = pd.DataFrame([{"group": "kd", "trial_id": "a", "num_hops": 2, "student_val_acc": 0.9,
+                           "error_rate": 0.125, "teacher_error_carried": 0.5, "baseline": 0.25, "lift": 2.0,
+                           "same_class_share": math.nan}])
+    header, rule, row = student_pair_markdown(pairs).splitlines()
+    assert rule == "|---|---|" + "|".join(["---:"] * (len(STUDENT_PAIR_COLUMNS) - 2)) + "|"
+    assert row == "| kd | `a` | 0 | 90.00 % | 12.5 % | 50.0 % | 25.0 % | 2.00 | – |"
 
 
 def test_section_is_none_without_predictions(tmp_path: Path) -> None:
-    for name in ("missing", "empty"):
+    for name in ("missing", "empty", "nokd-only"):
         _write_fake_run(tmp_path / name, with_predictions=False)
-    pq.write_table(PREDICTIONS.empty_table(), tmp_path / "empty" / "results" / "predictions.parquet")
-    for name in ("missing", "empty"):
-        assert avalanche_section(load_run(tmp_path / name), tmp_path / name / "report") is None, name
-        assert not (tmp_path / name / "report" / "avalanche.png").exists(), name
-
+    write_table(tmp_path / "empty" / "results" / "predictions" / "kd-a.parquet", [], schema.PREDICTIONS)
+    target = np.zeros(5, dtype=np.int16)
+    write_table(tmp_path / "nokd-only" / "results" / "predictions" / "nokd-a.parquet",
+                _trial_rows("nokd-a", [target], target, np.random.default_rng(0), ("plain2",)), schema.PREDICTIONS)
+    assert load_run(tmp_path / "missing").predictions is None
+    assert load_run(tmp_path / "empty").predictions.empty
+    for name in ("missing", "empty", "nokd-only"):
+        assert avalanche_section(load_run(tmp_path / name), tmp_path / name / "out") is None, name
+        assert not (tmp_path / name / "out" / "avalanche.png").exists(), name

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables import ChainConfig, FolderStore, train_chain
+from trainables import ChainConfig, HopDiverged, MemoryStore, train_chain
 from trainables.hops import plan_chain
 
 TINY = dict(dataset="mnist5k", train_size=800, val_size=200, width=0.25, epochs=3, lr=0.05, batch_size=64)
@@ -19,8 +19,8 @@ def chain_cfg() -> ChainConfig:
 
 
 @pytest.fixture(scope="module")
-def first_run(chain_cfg: ChainConfig, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    store = FolderStore(tmp_path_factory.mktemp("store"))
+def first_run(chain_cfg: ChainConfig):  # noqa: ANN201
+    store = MemoryStore()
     events: list[dict] = []
     return train_chain(chain_cfg, report=events.append, store=store), store, events
 
@@ -97,3 +97,27 @@ def test_dgkd_with_drop_counts_one_kl_per_kept_teacher(chain_cfg: ChainConfig) -
 def test_augmentation_runs_teachers_per_batch(chain_cfg: ChainConfig) -> None:
     result = train_chain(chain_cfg.replace(method="kd", teacher="plain4", ta_depths=[], epochs=1, augment=True))
     assert result.student.upper_forward_samples == 800
+
+
+def test_a_diverging_hop_stops_at_once_and_is_not_stored() -> None:
+    # T = 20 with α = 1 multiplies the student's logit gradients by T: at lr 0.2 the KD hop explodes, while the
+    # same lr trains the teacher (labels only) fine.
+    cfg = ChainConfig.from_flat({**TINY, "method": "kd", "teacher": "plain4", "lr": 0.2, "temperature": 20,
+                                 "alpha": 1.0})
+    store, events = MemoryStore(), []
+    with pytest.raises(HopDiverged) as info:
+        train_chain(cfg, report=events.append, store=store)
+    diverged = info.value
+    assert (diverged.hop, diverged.role, diverged.arch, diverged.epoch) == (1, "student", "plain2", 1)
+    assert str(diverged).startswith("hop 1 (student plain2), epoch 1: training loss ")
+    assert [h.role for h in diverged.completed] == ["teacher"]
+    assert store.get(diverged.completed[0].key) is not None and store.get(diverged.key) is None
+    assert not [e for e in events if e["event"] == "epoch" and e["hop"] == 1]  # it never finished an epoch
+
+
+def test_bf16_autocast_trains_on_cpu_too(chain_cfg: ChainConfig) -> None:
+    # The autocast path CUDA takes by default, run on the CPU (precision="bf16"): it trains and differs from fp32.
+    cfg = chain_cfg.replace(teacher="plain4", ta_depths=[], method="kd", epochs=1)
+    bf16, fp32 = train_chain(cfg.replace(precision="bf16")), train_chain(cfg.replace(precision="fp32"))
+    assert bf16.student.test_acc > 0.3
+    assert not torch.equal(bf16.hops[0].predictions.true_prob, fp32.hops[0].predictions.true_prob)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,12 @@ def test_bad_input_exits_2_and_writes_nothing(flags: list[str], field: str, tmp_
 def test_unwritable_out_is_rejected_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["chain", "--out", str(tmp_path / "missing" / "x.json"), *TINY]) == 2
     assert capsys.readouterr().err.startswith("kdstudy chain: out: ")
+
+
+def test_a_diverging_chain_exits_1_naming_the_hop_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "never.json"
+    assert main(["chain", "--teacher", "plain4", "--out", str(out), *TINY, "--lr", "50"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"kdstudy chain: diverged: hop \d \((teacher|student) plain[42]\), epoch 1: training loss .+",
+                        err), err
+    assert "\n" not in err and not out.exists()

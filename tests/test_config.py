@@ -12,10 +12,37 @@ from trainables.hops import plan_chain
 
 def test_flat_round_trip_and_defaults() -> None:
     cfg = ChainConfig.from_flat({"method": "takd", "ta_depths": [8, 6, 4], "alpha": 1})
-    assert cfg.alpha == 1.0 and isinstance(cfg.alpha, float)
+    assert cfg.param("alpha") == 1.0 and isinstance(cfg.param("alpha"), float)
+    assert cfg.params == {"temperature": 4.0, "alpha": 1.0}  # the method's settings, defaults filled in
     assert cfg.ta_archs == ("plain8", "plain6", "plain4")
     assert ChainConfig.from_flat(cfg.to_flat()) == cfg
     assert cfg.archs == ("plain10", "plain8", "plain6", "plain4", "plain2")
+
+
+def test_settings_of_other_methods_may_be_null_but_not_set() -> None:
+    row = {"method": "takd", "ta_depths": [6], "weighting": None, "drop": None}  # a Parquet row's nulls
+    assert ChainConfig.from_flat(row).params == {"temperature": 4.0, "alpha": 0.5}
+    with pytest.raises(ConfigError, match="^weighting: not a setting of method 'takd'"):
+        ChainConfig.from_flat({**row, "weighting": "mean"})
+
+
+def test_replacing_the_method_drops_the_old_methods_settings() -> None:
+    cfg = ChainConfig.from_flat({"method": "ensemble", "ta_depths": [6], "weighting": "learned"})
+    assert cfg.replace(method="takd").params == {"temperature": 4.0, "alpha": 0.5}
+    assert cfg.replace(method="dgkd", drop=1).param("drop") == 1
+
+
+def test_labels_and_groups_come_from_the_method() -> None:
+    ensemble = ChainConfig.from_flat({"method": "ensemble", "ta_depths": [8, 6], "weighting": "learned",
+                                      "space": "logit", "temperature": 5, "alpha": 0.5, "width": 0.5})
+    assert ensemble.label == "ensemble[learned/logit] 10→8→6→2 T=5.0 α=0.50 w=0.5"
+    assert ensemble.group == "ensemble-learned"
+    dgkd = ChainConfig.from_flat({"method": "dgkd", "ta_depths": [6], "drop": 1})
+    assert dgkd.label == "dgkd 10→6→2 T=4.0 α=0.50 drop=1" and dgkd.group == "dgkd"
+    assert ChainConfig(method="nokd").label == "nokd 2"
+    resnets = ChainConfig.from_flat({"method": "takd", "teacher": "resnet56", "ta_depths": [20],
+                                     "student": "resnet8"})
+    assert resnets.chain_label == "resnet56→20→8"
 
 
 MALFORMED: list[tuple[dict[str, Any], str]] = [
@@ -35,6 +62,13 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
     ({"method": "kd", "ta_depths": [6]}, "ta_depths"),
     ({"method": "dgkd", "ta_depths": [6], "drop": 2}, "drop"),
     ({"method": "dgkd", "ta_depths": [6], "drop": -1}, "drop"),
+    ({"method": "kd", "drop": 0}, "drop"),
+    ({"width": 1e9}, "width"),
+    ({"batch_size": 10**7}, "batch_size"),
+    ({"kl_reduction": "sum"}, "kl_reduction"),
+    ({"init": "xavier"}, "init"),
+    ({"precision": "fp16"}, "precision"),
+    ({"temperature": float("nan")}, "temperature"),
     ({"method": "takd", "ta_depths": [6], "drop": 1}, "drop"),
     ({"method": "takd", "ta_depths": [6], "weighting": "learned"}, "weighting"),
     ({"teacher": "vgg16"}, "teacher"),
@@ -68,7 +102,7 @@ def test_malformed_config_is_rejected_naming_the_field(flat: dict[str, Any], fie
 def test_hops_share_keys_where_training_is_the_same() -> None:
     takd = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
     dgkd = plan_chain(ChainConfig(method="dgkd", ta_depths=(6,)))
-    ensemble = plan_chain(ChainConfig(method="ensemble", ta_depths=(6,), weighting="learned"))
+    ensemble = plan_chain(ChainConfig(method="ensemble", ta_depths=(6,), params={"weighting": "learned"}))
     kd = plan_chain(ChainConfig(method="kd", student="plain6"))
     # teacher from labels, and the first TA (plain KD from the teacher) are the same hops in every method
     assert takd[0].key == dgkd[0].key == ensemble[0].key == kd[0].key
@@ -80,12 +114,30 @@ def test_hops_share_keys_where_training_is_the_same() -> None:
     assert plan_chain(ChainConfig(method="takd", ta_depths=(6,), seed=1))[0].key != takd[0].key
 
 
+@pytest.mark.parametrize("change", [{"init": "he"}, {"kl_reduction": "mean"}, {"precision": "bf16"}])
+def test_recipe_settings_change_every_hop_they_shape(change: dict[str, Any]) -> None:
+    base = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
+    other = plan_chain(ChainConfig.from_flat({"method": "takd", "ta_depths": [6], **change}))
+    labels_only = "kl_reduction" in change  # the teacher learns from labels: no KL term to reduce
+    assert (base[0].key == other[0].key) == labels_only
+    assert base[1].key != other[1].key and base[2].key != other[2].key
+
+
+def test_the_code_version_changes_keys_but_not_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainables import hops
+
+    before = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
+    monkeypatch.setattr(hops, "TRAINING_CODE_VERSION", hops.TRAINING_CODE_VERSION + 1)
+    after = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
+    assert all(a.key != b.key and a.seed == b.seed for a, b in zip(before, after))
+
+
 def test_nokd_trains_the_student_alone() -> None:
     plans = plan_chain(ChainConfig(method="nokd"))
     assert [(p.arch, p.role, p.teachers) for p in plans] == [("plain2", "student", ())]
 
 
 def test_numbers_are_normalised_so_equal_configs_hash_equal() -> None:
-    direct = ChainConfig(val_size=200, alpha=1)
+    direct = ChainConfig(val_size=200, params={"alpha": 1})
     assert direct == ChainConfig.from_flat({"val_size": 200.0, "alpha": 1.0})
     assert plan_chain(direct)[0].key == plan_chain(direct.replace(seed=0))[0].key

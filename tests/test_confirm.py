@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,18 +21,21 @@ def study_copy(tiny_study: Path, tmp_path: Path) -> Path:
 def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "2"]) == 0
-    trials = pq.read_table(study_copy / "results" / "trials.parquet").to_pylist()
+    trials = pq.read_table(study_copy / "results" / "trials").to_pylist()
     best = max(trials, key=lambda t: (t["student_val_acc"], -t["train_flops"]))
-    rows = pq.read_table(study_copy / "results" / "confirm.parquet").to_pylist()
+    rows = pq.read_table(study_copy / "results" / "confirm").to_pylist()
     assert [r["source_trial_id"] for r in rows] == [best["trial_id"]] * 2
     assert sorted(r["seed"] for r in rows) == [1, 2]  # the study used seed 0: both are new
     assert all(r["status"] == "TERMINATED" and r["student_test_acc"] is not None for r in rows)
-    assert all(r["method"] == best["method"] and r["ta_depths"] == best["ta_depths"] for r in rows)
+    assert all(r["config_label"] == best["config_label"] and r["ta_depths"] == best["ta_depths"] for r in rows)
     assert "test_acc_ci95" in capsys.readouterr().out
 
-    # running it again with more seeds adds the new seeds and keeps one row per (configuration, seed)
+    # running it again with more seeds trains only the new seed and keeps one row per (configuration, seed)
+    before = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
     assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "3"]) == 0
-    seeds = sorted(r["seed"] for r in pq.read_table(study_copy / "results" / "confirm.parquet").to_pylist())
+    after = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
+    assert {k: after[k] for k in before} == before and len(after) == 3
+    seeds = sorted(r["seed"] for r in pq.read_table(study_copy / "results" / "confirm").to_pylist())
     assert seeds == [1, 2, 3]
 
     assert main(["report", str(study_copy)]) == 0
@@ -40,17 +44,17 @@ def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path
 
 def test_confirmation_picks_distinct_configurations_by_validation_accuracy() -> None:
     base = {"status": "TERMINATED", "train_flops": 10, "seed": 0, "ta_depths": [4], "method": "takd",
-            "student_test_acc": 0.5}
-    from study.writer import CONFIG_COLUMNS
+            "student_test_acc": 0.5, "group": "takd", "config_label": "x", "error": None}
 
     def trial(trial_id: str, val: float, test: float, alpha: float) -> dict:
-        row = {c: None for c in CONFIG_COLUMNS}
-        return {**row, **base, "trial_id": trial_id, "student_val_acc": val, "student_test_acc": test, "alpha": alpha}
+        return {**base, "trial_id": trial_id, "student_val_acc": val, "student_test_acc": test, "alpha": alpha}
 
-    trials = [trial("a", 0.9, 0.1, 0.5), trial("b", 0.8, 0.99, 0.3), trial("dup", 0.85, 0.5, 0.5),
-              trial("c", 0.7, 0.2, 0.1)]
+    trials = pd.DataFrame([trial("a", 0.9, 0.1, 0.5), trial("b", 0.8, 0.99, 0.3), trial("dup", 0.85, 0.5, 0.5),
+                           trial("c", 0.7, 0.2, 0.1)])
     jobs = confirmation_jobs(trials, top=2, seeds=1)
     assert [j["source_trial_id"] for j in jobs] == ["a", "b"]  # 'dup' is a's configuration; test acc is ignored
+    assert [j["chain"]["seed"] for j in jobs] == [1, 1]
+    assert confirmation_jobs(trials, top=2, seeds=2, done={("a", 1)})[0]["chain"]["seed"] == 2
 
 
 @pytest.mark.parametrize("args, field", [(["--top", "0"], "top"), (["--seeds", "0"], "seeds")])

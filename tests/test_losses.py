@@ -36,6 +36,23 @@ def test_kl_is_batchmean_not_classmean() -> None:
     assert term == pytest.approx(4.0 * HAND_KL_T2, abs=1e-6)
 
 
+def test_reference_reduction_divides_the_kl_by_the_class_count() -> None:
+    term = distillation_term(STUDENT, soft_log_probs(TEACHER, 2.0), 2.0, reduction="mean").item()
+    assert term == pytest.approx(4.0 * HAND_KL_T2 / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("method, params", [("kd", {}), ("dgkd", {}), ("ensemble", {"weighting": "learned"})])
+def test_every_method_honours_the_chain_kl_reduction(method: str, params: dict) -> None:
+    depths = () if method == "kd" else (6,)
+    terms = {}
+    for reduction in ("batchmean", "mean"):
+        cfg = ChainConfig(method=method, ta_depths=depths, kl_reduction=reduction, params=params)
+        teaching = method_class(method)(cfg, 1 if method == "kd" else 2)
+        teachers = TEACHER.unsqueeze(0).repeat(teaching.num_teachers, 1, 1)
+        terms[reduction] = teaching.loss(STUDENT, teachers, TARGETS)["kd"].item()
+    assert terms["mean"] == pytest.approx(terms["batchmean"] / 3, rel=1e-5)
+
+
 def test_kd_term_vanishes_when_student_equals_teacher() -> None:
     assert distillation_term(TEACHER, soft_log_probs(TEACHER, 3.0), 3.0).item() == pytest.approx(0.0, abs=1e-7)
 
@@ -76,8 +93,8 @@ def test_dgkd_without_drop_is_k_times_the_mean_ensemble(alpha: float) -> None:
     torch.manual_seed(0)
     k, t = 3, 4.0
     teachers, student, targets = torch.randn(k, 16, 10) * 3, torch.randn(16, 10), torch.randint(0, 10, (16,))
-    dgkd_cfg = ChainConfig(method="dgkd", ta_depths=(8, 6), alpha=alpha, temperature=t)
-    ens_cfg = ChainConfig(method="ensemble", ta_depths=(8, 6), alpha=alpha, temperature=t)
+    dgkd_cfg = ChainConfig(method="dgkd", ta_depths=(8, 6), params={"alpha": alpha, "temperature": t})
+    ens_cfg = ChainConfig(method="ensemble", ta_depths=(8, 6), params={"alpha": alpha, "temperature": t})
     dgkd = method_class("dgkd")(dgkd_cfg, k)
     ensemble = method_class("ensemble")(ens_cfg, k)
 
@@ -96,7 +113,7 @@ def test_dgkd_without_drop_is_k_times_the_mean_ensemble(alpha: float) -> None:
 
 
 def test_dgkd_drops_exactly_drop_teachers_and_keeps_at_least_one() -> None:
-    cfg = ChainConfig(method="dgkd", ta_depths=(8, 6, 4), drop=2)
+    cfg = ChainConfig(method="dgkd", ta_depths=(8, 6, 4), params={"drop": 2})
     generator = torch.Generator().manual_seed(0)
     student_hop = method_class("dgkd")(cfg, 4)
     seen = {tuple(student_hop.active_teachers(generator)) for _ in range(200)}

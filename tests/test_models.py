@@ -16,7 +16,7 @@ from trainables.models import (
 )
 
 PLAIN_DEPTHS = (2, 3, 4, 5, 6, 7, 8, 9, 10)
-RESNET_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+RESNET_DEPTHS = (8, 14, 20, 26, 32, 44, 56, 110)
 
 
 def _logits_shape(arch: str, num_classes: int, in_channels: int, image_size: int) -> tuple:
@@ -96,11 +96,12 @@ def test_bad_shapes_name_the_field(field: str, kwargs: dict) -> None:
 
 
 def test_plain2_param_count_cifar100() -> None:
-    # conv1 3->32:  3*32*9 = 864 weights + BN 2*32 = 928
-    # conv2 32->32: 32*32*9 = 9216 weights + BN 2*32 = 9280
+    # conv1 3->32:  3*32*9 = 864 weights + 32 bias + BN 2*32 = 960
+    # conv2 32->32: 32*32*9 = 9216 weights + 32 bias + BN 2*32 = 9312
     # two pools: 32 -> 8, flatten 32*8*8 = 2048; FC 2048*100 + 100 = 204900
-    # total 928 + 9280 + 204900 = 215108
-    assert count_params(build_model("plain2", 100, 3, 32)) == 215_108
+    # total 960 + 9312 + 204900 = 215172 (the He init has no conv bias: 64 fewer)
+    assert count_params(build_model("plain2", 100, 3, 32)) == 215_172
+    assert count_params(build_model("plain2", 100, 3, 32, init="he")) == 215_108
 
 
 def test_plain10_param_count_cifar100() -> None:
@@ -110,8 +111,9 @@ def test_plain10_param_count_cifar100() -> None:
     # BN: 2 * (32+32+64+64+128+128+4*256) = 2944
     # four pools: 32 -> 2, flatten 256*2*2 = 1024
     # FC512: 1024*512 + 512 = 524800; FC: 512*100 + 100 = 51300
-    # total 2350944 + 2944 + 524800 + 51300 = 2929988
-    assert count_params(build_model("plain10", 100, 3, 32)) == 2_929_988
+    # conv biases: 32+32+64+64+128+128+4*256 = 1472
+    # total 2350944 + 2944 + 524800 + 51300 + 1472 = 2931460
+    assert count_params(build_model("plain10", 100, 3, 32)) == 2_931_460
 
 
 def test_count_params_skips_frozen() -> None:
@@ -194,7 +196,57 @@ def test_plain_structure() -> None:
     linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(1024, 64), (64, 100)]
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 8 and all(c.bias is None for c in convs)
+    assert len(convs) == 8 and all(c.bias is not None for c in convs)  # the reference convs keep their bias
+
+
+# The reference code's CIFAR-100 book (TAKD; odd depths from DGKD), as (conv channels, pools, hidden FC sizes,
+# flattened size on 32x32 inputs).
+REFERENCE_BOOK = {
+    2: ([32, 32], 2, [], 2048),
+    3: ([32, 32, 64], 2, [], 4096),
+    4: ([32, 32, 64, 64], 2, [], 4096),
+    5: ([32, 32, 64, 64, 128], 2, [], 8192),
+    6: ([32, 32, 64, 64, 128, 128], 2, [], 8192),
+    7: ([32, 32, 64, 64, 128, 128, 256], 4, [64], 1024),
+    8: ([32, 32, 64, 64, 128, 128, 256, 256], 4, [64], 1024),
+    9: ([32, 32, 64, 64, 128, 128, 256, 256, 256], 4, [512], 1024),
+    10: ([32, 32, 64, 64, 128, 128, 256, 256, 256, 256], 4, [512], 1024),
+}
+
+
+@pytest.mark.parametrize("depth", sorted(REFERENCE_BOOK))
+def test_plain_cnns_are_shaped_as_the_reference_book(depth: int) -> None:
+    channels, pools, hidden, flat = REFERENCE_BOOK[depth]
+    model = build_model(f"plain{depth}", 100, 3, 32)
+    assert [m.out_channels for m in model.features if isinstance(m, nn.Conv2d)] == channels
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.features) == pools
+    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    assert [m.in_features for m in linears] == [flat, *hidden]
+    assert [m.out_features for m in linears] == [*hidden, 100]
+
+
+def _conv_weight_std(init: str) -> tuple[float, float]:
+    torch.manual_seed(0)
+    conv = next(m for m in build_model("plain10", 100, 3, 32, init=init).features if isinstance(m, nn.Conv2d)
+                and m.in_channels == 256)
+    fan_in, fan_out = conv.in_channels * 9, conv.out_channels * 9
+    return conv.weight.std().item(), (1 / (3 * fan_in)) ** 0.5 if init == "reference" else (2 / fan_out) ** 0.5
+
+
+@pytest.mark.parametrize("init", ["reference", "he"])
+def test_initialisation_matches_its_definition(init: str) -> None:
+    # reference: PyTorch's default kaiming_uniform(a=sqrt(5)), std 1/sqrt(3 fan_in); he: normal, std sqrt(2/fan_out)
+    measured, expected = _conv_weight_std(init)
+    assert measured == pytest.approx(expected, rel=0.02)
+
+
+def test_the_old_init_is_2_4_times_the_reference_std() -> None:
+    assert _conv_weight_std("he")[0] / _conv_weight_std("reference")[0] == pytest.approx(2.45, rel=0.03)
+
+
+def test_unknown_init_is_rejected() -> None:
+    with pytest.raises(ValueError, match="^init: "):
+        build_model("plain2", 10, 3, 32, init="xavier")
 
 
 def test_resnet_uses_projection_shortcuts() -> None:

@@ -1,7 +1,7 @@
 """Every analysis notebook executes top to bottom against the real tiny study, in a kernel that imports the project.
 
 A real run rather than the fake one: notebooks are where a column renamed in `study/` or a table the study
-leaves empty (tiny runs have no confirm.parquet) surfaces first.
+leaves empty (tiny runs have no results/confirm/) surfaces first.
 """
 
 from __future__ import annotations

@@ -1,15 +1,74 @@
-"""StudySpec: where a study lives."""
+"""StudySpec: where a study lives, what it keeps as its settings, and the presets that ship with kdstudy."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from study.spec import StudySpec
+from study.cli import main
+from study.spec import DEFAULT_CHAIN, StudySpec, load_spec, preset_names
 
 
 @pytest.mark.parametrize("storage, local", [("runs", True), ("file:///tmp/studies", True),
-                                            ("s3://bucket/studies", False)])
+                                            ("s3://bucket/studies?region=us-east-1", False)])
 def test_storage_paths(storage: str, local: bool) -> None:
-    spec = StudySpec(storage=storage, name="x")
-    assert spec.is_local == local
-    assert spec.run_path.endswith("/x") and (spec.run_path.startswith("/") or not local)
+    run = StudySpec(storage=storage, name="x").run
+    assert run.is_local == local
+    assert run.path.endswith("/x") and (run.uri.startswith("/") or not local)
+
+
+def test_query_options_stay_after_the_run_path() -> None:
+    query = "endpoint_override=127.0.0.1:5055&scheme=http&region=us-east-1"
+    run = StudySpec(storage=f"s3://bucket/studies?{query}", name="x").run
+    assert run.uri == f"s3://bucket/studies/x?{query}"
+    assert run.path == "bucket/studies/x"
+    assert (run / "results").uri == f"s3://bucket/studies/x/results?{query}"
+
+
+def test_only_the_default_study_uses_the_default_chain(tmp_path: Path) -> None:
+    assert load_spec(None, {}).chain == DEFAULT_CHAIN
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text("trials = 3\n[chain]\nwidth = 0.5\n")
+    assert load_spec(spec_file, {}).chain == {"width": 0.5}  # no hidden train_size = 1000
+
+
+def test_legacy_range_keys_are_search_ranges(tmp_path: Path) -> None:
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text("temperature_range = [2, 8]\n[search]\nalpha = [0.5, 1]\n")
+    assert load_spec(spec_file, {}).search == {"temperature": (2.0, 8.0), "alpha": (0.5, 1.0)}
+
+
+def test_settings_leave_out_where_and_how_a_study_runs() -> None:
+    settings = StudySpec(max_concurrent=8, address="auto", cpus_per_trial=4).settings()
+    assert not {"name", "storage", "max_concurrent", "address", "cpus_per_trial"} & set(settings)
+    assert settings["trials"] == 12 and settings["methods"] == ["nokd", "kd", "takd", "dgkd", "ensemble"]
+
+
+def test_presets_are_listed_with_what_they_run(capsys: pytest.CaptureFixture) -> None:
+    assert "seed-cifar100" in preset_names()
+    assert main(["run", "--list-presets"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("seed-cifar100: "))
+    assert "plain CNN 10" in line
+
+
+def test_the_seed_preset_is_the_reference_recipe() -> None:
+    import tomllib
+
+    from study.spec import preset_path
+
+    preset = tomllib.loads(preset_path("seed-cifar100").read_text())
+    assert (preset["dataset"], preset["teacher"], preset["student"], preset["ta_candidates"]) == \
+        ("cifar100", "plain10", "plain2", [8, 6, 4])
+    assert preset["methods"] == ["takd", "dgkd", "ensemble"] and preset["epochs"] == 160
+    assert preset["chain"] == {"lr": 0.01, "lr_schedule": "constant", "momentum": 0.9, "weight_decay": 1e-4,
+                               "batch_size": 128, "augment": False, "kl_reduction": "mean", "val_size": 0.1,
+                               "width": 1.0, "init": "reference"}
+    assert preset["search"] == {"temperature": [5.0, 5.0], "alpha": [1.0, 1.0], "drop": [1, 1],
+                                "weighting": ["mean", "learned"]}
+    assert 0 < preset["gpus_per_trial"] < 1  # several trials per GPU
+
+
+def test_an_unknown_preset_exits_2(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--preset", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("kdstudy run: preset: unknown preset 'nope'; expected one of ")

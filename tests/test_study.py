@@ -1,4 +1,5 @@
-"""The study end to end on a real local Ray cluster: Parquet results, resume, failures and bad input."""
+"""The study end to end on a real local Ray cluster: Parquet results written by the trials, a rerun, failures,
+bad input, resource checks, and a retried trial resuming at its last finished hop."""
 
 from __future__ import annotations
 
@@ -16,34 +17,36 @@ from study import run_cmd
 from study.cli import main
 from study.runner import run_study
 from study.spec import load_spec
-from study.trainable import chain_trainable
-
-@pytest.fixture(scope="module")
-def finished_study(tiny_study: Path) -> Path:
-    return tiny_study
+from study.trainable import TrialContext, chain_trainable
 
 
 def _table(run: Path, name: str) -> pa.Table:
-    return pq.read_table(run / "results" / f"{name}.parquet")
+    return pq.read_table(run / "results" / name)
 
 
-def test_study_writes_every_table_with_exact_row_counts(finished_study: Path) -> None:
-    trials, hops = _table(finished_study, "trials"), _table(finished_study, "hops")
-    epochs, predictions = _table(finished_study, "epochs"), _table(finished_study, "predictions")
-    assert trials.num_rows == 5
+def test_study_writes_every_table_with_exact_row_counts(tiny_study: Path) -> None:
+    trials, hops = _table(tiny_study, "trials"), _table(tiny_study, "hops")
+    epochs, predictions = _table(tiny_study, "epochs"), _table(tiny_study, "predictions")
+    assert trials.num_rows == 5 == len(list((tiny_study / "results" / "trials").glob("*.parquet")))
     assert trials.column("status").to_pylist() == ["TERMINATED"] * 5
     chain_lengths = [2 + n if m != "nokd" else 1 for m, n in zip(trials.column("method").to_pylist(),
                                                                   trials.column("num_tas").to_pylist())]
     assert hops.num_rows == predictions.num_rows == sum(chain_lengths)
-    trained_here = sum(not r for r in hops.column("reused").to_pylist())
-    assert epochs.num_rows == trained_here * 1  # one epoch per trained hop; reused hops train none
+    trained = {h["key"] for h in hops.to_pylist() if not h["reused"]}
+    assert sorted({e["key"] for e in epochs.to_pylist()}) == sorted(trained)  # one file per trained hop
+    assert epochs.num_rows == len(trained) * 1  # one epoch per trained hop; reused hops train none
     assert trials.schema.field("ta_depths").type == pa.list_(pa.int64())
     assert predictions.schema.field("true_prob").type == pa.list_(pa.float16())
     assert len(set(trials.column("trial_id").to_pylist())) == 5
 
 
-def test_warm_start_comparison_is_in_the_data(finished_study: Path) -> None:
-    rows = _table(finished_study, "trials").to_pylist()
+def test_the_teacher_is_trained_once_per_study(tiny_study: Path) -> None:
+    teachers = [h for h in _table(tiny_study, "hops").to_pylist() if h["role"] == "teacher"]
+    assert len({h["key"] for h in teachers}) == 1 and sum(not h["reused"] for h in teachers) == 1
+
+
+def test_warm_start_comparison_is_in_the_data(tiny_study: Path) -> None:
+    rows = _table(tiny_study, "trials").to_pylist()
     full_chain = {(r["method"], tuple(r["ta_depths"])) for r in rows}
     assert {("takd", (4, 3)), ("dgkd", (4, 3)), ("ensemble", (4, 3))} <= full_chain
     weightings = {r["weighting"] for r in rows if r["method"] == "ensemble" and r["ta_depths"] == [4, 3]}
@@ -51,60 +54,60 @@ def test_warm_start_comparison_is_in_the_data(finished_study: Path) -> None:
     assert all(r["student_val_acc"] is not None and r["train_flops"] > 0 for r in rows)
 
 
-def test_a_second_client_reads_the_same_rows(finished_study: Path) -> None:
-    results = finished_study / "results"
+def test_every_row_is_built_from_its_config(tiny_study: Path) -> None:
+    for row in _table(tiny_study, "trials").to_pylist():
+        settings = {"nokd": set(), "kd": {"temperature", "alpha"}, "takd": {"temperature", "alpha"},
+                    "dgkd": {"temperature", "alpha", "drop"},
+                    "ensemble": {"temperature", "alpha", "weighting", "space"}}[row["method"]]
+        for name in ("temperature", "alpha", "drop", "weighting", "space"):
+            assert (row[name] is not None) == (name in settings), (row["method"], name)
+        assert row["group"] and row["config_label"].startswith(row["method"])
+
+
+def test_a_second_client_reads_the_same_rows(tiny_study: Path) -> None:
+    results = tiny_study / "results"
     con = duckdb.connect()
-    trials = con.execute(f"select count(*), count(distinct trial_id) from '{results}/trials.parquet'").fetchone()
+    trials = con.execute(f"select count(*), count(distinct trial_id) from '{results}/trials/*.parquet'").fetchone()
     assert trials == (5, 5)
     joined = con.execute(f"""
-        select count(*) from '{results}/hops.parquet' h join '{results}/trials.parquet' t using (trial_id)
+        select count(*) from '{results}/hops/*.parquet' h join '{results}/trials/*.parquet' t using (trial_id)
         where h.role = 'student' and h.val_acc = t.student_val_acc""").fetchone()[0]
     assert joined == 5
-    depth_type = con.execute(f"select typeof(ta_depths) from '{results}/trials.parquet' limit 1").fetchone()[0]
+    depth_type = con.execute(f"select typeof(ta_depths) from '{results}/trials/*.parquet' limit 1").fetchone()[0]
     assert depth_type == "BIGINT[]"
 
 
-def test_running_again_resumes_instead_of_starting_over(finished_study: Path, spec_file: Path) -> None:
-    before = _table(finished_study, "trials").column("trial_id").to_pylist()
-    code = main(["run", "--spec", str(spec_file), "--storage", str(finished_study.parent), "--name", "tiny",
+def test_running_a_finished_study_again_trains_nothing(tiny_study: Path, spec_file: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    files = {p: p.stat().st_mtime_ns for p in (tiny_study / "results").rglob("*.parquet")}
+    code = main(["run", "--spec", str(spec_file), "--storage", str(tiny_study.parent), "--name", "tiny",
                  "--no-report"])
     assert code == 0
-    assert sorted(_table(finished_study, "trials").column("trial_id").to_pylist()) == sorted(before)
-    assert (finished_study / "results" / "optuna_journal.log").stat().st_size > 0
+    assert {p: p.stat().st_mtime_ns for p in (tiny_study / "results").rglob("*.parquet")} == files
+    assert "5 TERMINATED" in capsys.readouterr().out
+    assert (tiny_study / "results" / "optuna_journal.log").stat().st_size > 0
 
 
 # Ray workers cannot import this test module: ship the trainables below by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def failing_for_dgkd(config: dict[str, Any], base: dict[str, Any], shared_store: str | None = None) -> None:
+def failing_for_dgkd(config: dict[str, Any], context: TrialContext) -> None:
     if config["method"] == "dgkd":
         raise RuntimeError("injected failure for dgkd")
-    chain_trainable(config, base, shared_store)
+    chain_trainable(config, context)
 
 
-def always_failing(config: dict[str, Any], base: dict[str, Any], shared_store: str | None = None) -> None:
-    raise RuntimeError(f"injected failure for {config['method']}")
-
-
-def test_a_failing_trial_is_recorded_and_the_others_finish(ray_cluster: None, spec_file: Path,
+def test_a_failing_trial_is_recorded_and_the_others_finish(ray_cluster: str, spec_file: Path,
                                                            tmp_path: Path) -> None:
     spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "failing", "trials": 3})
     outcome = run_study(spec, trainable=failing_for_dgkd)
     rows = {r["method"]: r for r in _table(tmp_path / "failing", "trials").to_pylist()}
     assert rows["dgkd"]["status"] == "ERROR"
     assert rows["dgkd"]["error"] == "RuntimeError: injected failure for dgkd"
-    assert rows["dgkd"]["ta_depths"] == [4, 3]  # the config is recorded even though the chain never ran
+    assert rows["dgkd"]["ta_depths"] == [4, 3] and rows["dgkd"]["drop"] == 1  # the config, though it never ran
     assert rows["takd"]["status"] == rows["ensemble"]["status"] == "TERMINATED"
-    assert len(outcome.errors) == 1
-
-
-def test_every_trial_failing_exits_non_zero_with_the_first_error(ray_cluster: None, spec_file: Path,
-                                                                 tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "broken", "trials": 2})
-    outcome = run_study(spec, trainable=always_failing)
-    assert run_cmd.finish(outcome, spec, report=False) == 1
-    assert "injected failure" in capsys.readouterr().err
+    assert outcome.errors == ["RuntimeError: injected failure for dgkd"]
 
 
 BAD_INPUT = [
@@ -118,10 +121,13 @@ BAD_INPUT = [
     (["--scheduler", "asha", "--objectives", "student_val_acc,train_flops"], "scheduler"),
     (["--scheduler", "hyperband"], "scheduler"),
     (["--cpus-per-trial", "0"], "cpus_per_trial"),
+    (["--cpus-per-trial", "64"], "cpus_per_trial"),  # more than this machine has: it would wait forever
+    (["--gpus-per-trial", "4"], "gpus_per_trial"),
+    (["--storage", "s3://"], "storage"),
 ]
 
 
-@pytest.mark.parametrize("flags, field", BAD_INPUT, ids=[f for _, f in BAD_INPUT])
+@pytest.mark.parametrize("flags, field", BAD_INPUT, ids=[f"{f}-{i}" for i, (_, f) in enumerate(BAD_INPUT)])
 def test_bad_flags_exit_2_naming_the_field_and_create_nothing(flags: list[str], field: str, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,12 +139,29 @@ def test_bad_flags_exit_2_naming_the_field_and_create_nothing(flags: list[str], 
     assert not storage.exists()
 
 
+def test_more_than_the_clusters_largest_node_exits_2(ray_cluster: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("study.runner.run_study", _must_not_run)
+    flags = ["--address", ray_cluster, "--cpus-per-trial", "3"]
+    assert main(["run", "--storage", str(tmp_path / "store"), *flags]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "kdstudy run: cpus_per_trial: 3 per trial, but the largest node of the cluster has 2 CPUs"
+    assert not (tmp_path / "store").exists()
+
+
 @pytest.mark.parametrize("content, field", [
     ("colour = 'red'", "colour"),
     ("trials = 'many'", "trials"),
     ("[chain]\nalpha = 0.3", "chain.alpha"),
     ("[chain]\nwidth = -1", "chain.width"),
+    ("[chain]\nwidth = 1e9", "chain.width"),
     ("[chain]\nbogus = 1", "chain.bogus"),
+    ("[search]\ntemperature = [0, 5]", "search.temperature"),
+    ("[search]\nweighting = ['median']", "search.weighting"),
+    ("[search]\nbeta = [0, 1]", "search.beta"),
+    ("methods = ['takd']\n[search]\nweighting = ['mean']", "search.weighting"),
+    ("temperature_range = [5, 1]", "search.temperature"),
     ("trials = ", "spec"),
 ])
 def test_bad_spec_files_exit_2(content: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture,
@@ -147,7 +170,8 @@ def test_bad_spec_files_exit_2(content: str, field: str, tmp_path: Path, capsys:
     spec = tmp_path / "bad.toml"
     spec.write_text(content)
     assert main(["run", "--spec", str(spec), "--storage", str(tmp_path / "store")]) == 2
-    assert capsys.readouterr().err.startswith(f"kdstudy run: {field}")
+    err = capsys.readouterr().err
+    assert err.startswith(f"kdstudy run: {field}") and err.count("\n") == 1
     assert not (tmp_path / "store").exists()
 
 
@@ -171,35 +195,48 @@ def test_argparse_type_errors_also_exit_2(capsys: pytest.CaptureFixture) -> None
     assert "--trials" in capsys.readouterr().err
 
 
-def crash_once_after_the_first_hop(config: dict[str, Any], base: dict[str, Any],
-                                   shared_store: str | None = None) -> None:
-    """Dies after the first hop unless resuming from a checkpoint; trains without the shared store, so any hop
-    the retry does not train can only have come from the trial's own checkpoint."""
-    from ray import tune
-
+def crash_once_after_the_first_hop(config: dict[str, Any], context: TrialContext) -> None:
+    """Dies after the first hop the first time it runs (a marker file remembers); the retry must take that hop
+    from the study's model store, where the first attempt put it."""
     from study import trainable
 
-    if tune.get_checkpoint() is None:
-        report = trainable.TuneReporter.__call__
+    marker = Path(context.run_uri) / "crashed-once"
+    if not marker.exists():
+        report = trainable.TrialReporter.__call__
 
-        def report_then_crash(self: trainable.TuneReporter, event: dict[str, Any]) -> None:
+        def report_then_crash(self: trainable.TrialReporter, event: dict[str, Any]) -> None:
             report(self, event)
             if event["event"] == "hop":
+                trainable.TrialReporter.__call__ = report  # the retry may run in this very (reused) worker
+                marker.write_text("")
                 raise RuntimeError("worker lost after the first hop")
 
-        trainable.TuneReporter.__call__ = report_then_crash  # this worker process only
-    chain_trainable(config, base, shared_store=None)
+        trainable.TrialReporter.__call__ = report_then_crash
+    chain_trainable(config, context)
 
 
-def test_a_retried_trial_resumes_at_its_last_finished_hop(ray_cluster: None, spec_file: Path,
+def test_a_retried_trial_resumes_at_its_last_finished_hop(ray_cluster: str, spec_file: Path,
                                                           tmp_path: Path) -> None:
     spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "retry", "trials": 1, "methods": "takd",
                                  "max_failures": 1})
     outcome = run_study(spec, trainable=crash_once_after_the_first_hop)
-    assert outcome.errors == []
+    assert outcome.errors == [] and (tmp_path / "retry" / "crashed-once").exists()
     trial = _table(tmp_path / "retry", "trials").to_pylist()[0]
     assert trial["status"] == "TERMINATED"
     hops = _table(tmp_path / "retry", "hops").to_pylist()
-    assert [h["reused"] for h in hops] == [True, False, False, False]  # the teacher came back from the checkpoint
+    assert [h["reused"] for h in hops] == [True, False, False, False]  # the teacher came back from the store
     epochs = [(e["hop"], e["epoch"]) for e in _table(tmp_path / "retry", "epochs").to_pylist()]
     assert sorted(epochs) == [(h, 1) for h in range(4)]  # the teacher's epoch is recorded once, not twice
+
+
+def test_every_trial_failing_exits_1(ray_cluster: str, spec_file: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "broken", "trials": 2, "methods": "takd,dgkd"})
+    outcome = run_study(spec, trainable=failing_for_dgkd_and_takd)
+    assert run_cmd.finish(outcome, spec, report=False) == 1
+    captured = capsys.readouterr()
+    assert "kdstudy run: no trial finished its chain" in captured.err
+
+
+def failing_for_dgkd_and_takd(config: dict[str, Any], context: TrialContext) -> None:
+    raise RuntimeError(f"injected failure for {config['method']}")

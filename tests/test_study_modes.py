@@ -15,7 +15,7 @@ def test_two_objectives_run_a_multi_objective_search(ray_cluster: None, spec_fil
     spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "pareto", "trials": 4,
                                  "objectives": "student_val_acc,train_flops"})
     assert run_study(spec).errors == []
-    rows = pq.read_table(tmp_path / "pareto" / "results" / "trials.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "pareto" / "results" / "trials").to_pylist()
     assert len(rows) == 4 and all(r["status"] == "TERMINATED" for r in rows)
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
         str(tmp_path / "pareto" / "results" / "optuna_journal.log")))
@@ -30,14 +30,14 @@ def test_asha_stops_weak_students_early_and_records_them(ray_cluster: None, spec
     spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "asha", "trials": 6, "epochs": 4,
                                  "scheduler": "asha", "methods": "nokd,kd", "max_concurrent": 2})
     assert run_study(spec).errors == []
-    rows = pq.read_table(tmp_path / "asha" / "results" / "trials.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "asha" / "results" / "trials").to_pylist()
     assert len(rows) == 6
     statuses = {r["status"] for r in rows}
     assert statuses <= {"TERMINATED", "STOPPED"} and "TERMINATED" in statuses
     for row in rows:
         assert row["student_val_acc"] is not None  # a stopped trial keeps what its student reached
     stopped = [r for r in rows if r["status"] == "STOPPED"]
-    epochs = pq.read_table(tmp_path / "asha" / "results" / "epochs.parquet").to_pylist()
+    epochs = pq.read_table(tmp_path / "asha" / "results" / "epochs").to_pylist()
     for row in stopped:  # stopped before the student's last epoch
         student_epochs = [e["epoch"] for e in epochs if e["trial_id"] == row["trial_id"] and e["role"] == "student"]
         assert max(student_epochs) < 4

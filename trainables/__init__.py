@@ -2,8 +2,9 @@
 
 from trainables.chain import train_chain
 from trainables.config import ChainConfig, ConfigError
+from trainables.divergence import HopDiverged
 from trainables.results import ChainResult, HopResult
-from trainables.store import FolderStore, MemoryStore, ModelStore, StoredHop
+from trainables.store import MemoryStore, ModelStore, StoredHop
 
-__all__ = ["ChainConfig", "ChainResult", "ConfigError", "FolderStore", "HopResult", "MemoryStore", "ModelStore",
+__all__ = ["ChainConfig", "ChainResult", "ConfigError", "HopDiverged", "HopResult", "MemoryStore", "ModelStore",
            "StoredHop", "train_chain"]

@@ -10,28 +10,16 @@ import torch
 from torch import nn
 
 from trainables.config import ChainConfig
-from trainables.data import DataBundle, load_dataset
+from trainables.data import DataBundle, load_chain_data
+from trainables.device import configure_backends, resolve_device
 from trainables.hops import HopPlan, plan_chain
-from trainables.loop import Counters, TeacherOutputs, accuracy_and_loss, predict_logits, train_epoch
-from trainables.methods import teaching_for
+from trainables.divergence import Diverged, HopDiverged
+from trainables.loop import Counters, HopTraining, TeacherOutputs, accuracy_and_loss, predict_logits, train_epoch
 from trainables.models import build_model, count_params, inference_flops
 from trainables.results import ChainResult, HopResult, TestPredictions
 from trainables.store import MemoryStore, ModelStore, StoredHop
 
 Report = Callable[[dict[str, Any]], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-    if device.type == "cuda":
-        # Fixed input shapes: let cuDNN pick the fastest kernels (bit-exactness is promised on CPU only).
-        torch.backends.cudnn.benchmark = True
-    return device
-
-
-def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_holdout, seed=cfg.seed,
-                        train_size=cfg.train_size, download=download)
 
 
 def train_chain(cfg: ChainConfig, report: Report | None = None, store: ModelStore | None = None,
@@ -42,10 +30,15 @@ def train_chain(cfg: ChainConfig, report: Report | None = None, store: ModelStor
     (same content hash) are loaded instead of trained; every hop trained here is put into it.
     """
     device = resolve_device(cfg.device)
+    configure_backends(device)
     data = (data or load_chain_data(cfg)).to(device)
     trainer = ChainTrainer(cfg, data, store if store is not None else MemoryStore(), report or (lambda event: None))
     for plan in plan_chain(cfg):
-        hop = trainer.run_hop(plan)
+        try:
+            hop = trainer.run_hop(plan)
+        except HopDiverged as diverged:
+            diverged.completed = list(trainer.hops)
+            raise
         trainer.emit({"event": "hop", **hop.to_dict()})
     return ChainResult(cfg, trainer.hops, test_targets=data.test.y.cpu(), models=trainer.models)
 
@@ -74,7 +67,7 @@ class ChainTrainer:
                 # what training it from scratch cost, for every later reuse of these weights
                 meta = {**trained, "train_flops": counters.flops, "train_seconds": time.perf_counter() - started}
                 self.store.put(plan.key, StoredHop(model.state_dict(), meta))
-        test_logits = predict_logits(model, self.data.test, self.data)
+        test_logits = predict_logits(model, self.data.test, self.data, self.cfg.precision)
         counters.flops += flops * len(self.data.test)
         hop = HopResult(
             index=plan.index, arch=plan.arch, role=plan.role, key=plan.key, teachers=list(plan.teachers),
@@ -94,40 +87,47 @@ class ChainTrainer:
     def _build(self, plan: HopPlan) -> nn.Module:
         torch.manual_seed(plan.seed)
         model = build_model(plan.arch, self.data.num_classes, self.data.in_channels, self.data.image_size,
-                            self.cfg.width)
+                            self.cfg.width, self.cfg.init)
         return model.to(self.data.train.x.device)
 
     def _train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> dict[str, Any]:
         """Trains one hop for cfg.epochs and leaves the best-validation weights in `model`."""
         cfg, data = self.cfg, self.data
-        generator = torch.Generator().manual_seed(plan.seed)
+        hop = self._hop_training(plan, model, flops, counters)
+        schedule = _schedule(hop.optimizer, cfg)
+        best_acc, best_epoch, best_state = -1.0, 0, None
+        for epoch in range(1, cfg.epochs + 1):
+            epoch_started = time.perf_counter()
+            lr = hop.optimizer.param_groups[0]["lr"]
+            try:
+                stats = train_epoch(hop, data)
+            except Diverged as error:
+                raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, epoch, str(error)) from None
+            schedule.step()
+            val_acc, val_loss = accuracy_and_loss(predict_logits(model, data.val, data, cfg.precision), data.val.y)
+            counters.flops += flops * len(data.val)
+            if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
+                best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
+            self.emit({"event": "epoch", "hop": plan.index, "key": plan.key, "role": plan.role, "arch": plan.arch,
+                       "epoch": epoch, "global_epoch": plan.index * cfg.epochs + epoch, "lr": lr,
+                       "train_loss": stats.loss, **{f"loss_{name}": value for name, value in stats.terms.items()},
+                       "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
+        model.load_state_dict(best_state)
+        return {"best_epoch": best_epoch, "val_acc": best_acc, "upper_forward_samples": counters.upper_forward_samples,
+                "kl_terms": counters.kl_terms, "ensemble_weights": hop.method.learned_weights()}
+
+    def _hop_training(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> HopTraining:
+        cfg, data = self.cfg, self.data
         teachers = [self.models[t] for t in plan.teachers]
-        method = teaching_for(cfg, len(teachers))
+        method = cfg.method_class.teaching(cfg, len(teachers))
         outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data, counters,
-                                 per_batch=cfg.augment)
+                                 per_batch=cfg.augment, precision=cfg.precision)
         if teachers and method.fits_on_validation:
             method.fit(outputs.for_split(data.val), data.val.y)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
-        schedule = _schedule(optimizer, cfg)
-        best_acc, best_epoch, best_state = -1.0, 0, None
-        for epoch in range(1, cfg.epochs + 1):
-            epoch_started = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            stats = train_epoch(model, optimizer, data, method, outputs, batch_size=cfg.batch_size,
-                                augment=cfg.augment, generator=generator, model_flops=flops, counters=counters)
-            schedule.step()
-            val_acc, val_loss = accuracy_and_loss(predict_logits(model, data.val, data), data.val.y)
-            counters.flops += flops * len(data.val)
-            if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
-                best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
-            self.emit({"event": "epoch", "hop": plan.index, "role": plan.role, "arch": plan.arch, "epoch": epoch,
-                       "global_epoch": plan.index * cfg.epochs + epoch, "lr": lr, "train_loss": stats.loss,
-                       **{f"loss_{name}": value for name, value in stats.terms.items()},
-                       "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
-        model.load_state_dict(best_state)
-        return {"best_epoch": best_epoch, "val_acc": best_acc, "upper_forward_samples": counters.upper_forward_samples,
-                "kl_terms": counters.kl_terms, "ensemble_weights": method.learned_weights()}
+        return HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,
+                           counters, cfg.batch_size, cfg.augment, cfg.precision)
 
 
 def _freeze(model: nn.Module) -> nn.Module:

@@ -1,23 +1,28 @@
-"""The typed, frozen description of one KD chain; built from the flat dicts that Optuna, JSON and the CLI produce."""
+"""The typed, frozen description of one KD chain; built from the flat dicts that Optuna, JSON and the CLI produce.
+
+The chain's own fields are declared here; the settings of its KD method (T, α, an ensemble's weighting, …) are
+declared by the method class (`trainables.methods`) and kept in `params`. In the flat form both sit side by side,
+so a Parquet row, a JSON file or an Optuna trial holds one flat set of named values.
+"""
 
 from __future__ import annotations
 
-import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from trainables.typed import ConfigError, coerce
 
-class ConfigError(ValueError):
-    """A bad config value; the message is one line that starts with the field's name."""
+__all__ = ["ChainConfig", "ConfigError", "KL_REDUCTIONS", "LR_SCHEDULES", "MAX_BATCH_SIZE", "MAX_WIDTH",
+           "PRECISIONS"]
 
-
-METHODS = ("nokd", "kd", "takd", "dgkd", "ensemble")
-WEIGHTINGS = ("mean", "learned", "confidence")
-SPACES = ("prob", "logit")
 LR_SCHEDULES = ("constant", "cosine")
-# Methods whose chains have no teacher assistants by definition.
-METHODS_WITHOUT_TAS = ("nokd", "kd")
+# "batchmean": the true KL per sample; "mean": the reference code's nn.KLDivLoss(), which also divides by C.
+KL_REDUCTIONS = ("batchmean", "mean")
+PRECISIONS = ("auto", "fp32", "bf16")
+# Bounds on sizes that are always a typo: a plain10 at width 8 already has ~150M parameters.
+MAX_WIDTH = 8.0
+MAX_BATCH_SIZE = 2**16
 
 
 @dataclass(frozen=True)
@@ -34,13 +39,12 @@ class ChainConfig:
     ta_depths: tuple[int, ...] = ()
     student: str = "plain2"
     width: float = 1.0
+    init: str = "reference"  # as each family's reference code; "he" = He-normal fan-out, no conv bias
 
     method: str = "kd"
-    weighting: str = "mean"
-    space: str = "prob"
-    drop: int = 0
-    temperature: float = 4.0
-    alpha: float = 0.5
+    # The method's own settings, complete (defaults filled in) once constructed; see `trainables.methods`.
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
+    kl_reduction: str = "batchmean"
 
     epochs: int = 10
     batch_size: int = 128
@@ -50,34 +54,55 @@ class ChainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 anywhere
 
     def __post_init__(self) -> None:
         # Normalise types so equal configs compare and hash equal however they were built (200 vs 200.0).
-        object.__setattr__(self, "ta_depths", tuple(self.ta_depths))
-        for name in _FLOAT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
+        for name, hint in _FIELD_HINTS.items():
+            object.__setattr__(self, name, coerce(name, hint, getattr(self, name)))
+        object.__setattr__(self, "params", _method_params(self.method, self.params))
         _validate(self)
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> ChainConfig:
-        """Typed config from a flat dict; unknown keys and ill-typed values are rejected naming the field."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(flat) - set(known))
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown config key; expected one of {', '.join(sorted(known))}")
-        hints = typing.get_type_hints(cls)
-        values = {name: _coerce(name, hints[name], value) for name, value in flat.items()}
-        return cls(**values)
+        """Typed config from a flat dict; unknown keys and ill-typed values are rejected naming the field.
+
+        Settings of other methods than `flat["method"]` may appear as null (a Parquet row has a column for every
+        method's settings); with a value they are an error."""
+        from trainables.methods import all_params
+
+        chain = {name: value for name, value in flat.items() if name in _FIELD_HINTS}
+        rest = {name: value for name, value in flat.items() if name not in _FIELD_HINTS}
+        known = sorted({*_FIELD_HINTS, *all_params()})
+        for name in sorted(rest):
+            _check(name in known, name, f"unknown config key; expected one of {', '.join(known)}")
+        params = {name: value for name, value in rest.items() if value is not None}
+        return cls(**chain, params=params)
 
     def to_flat(self) -> dict[str, Any]:
-        flat = {f.name: getattr(self, f.name) for f in fields(self)}
-        flat["ta_depths"] = list(self.ta_depths)
+        flat: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "params":
+                flat.update(self.params)
+            else:
+                flat[f.name] = list(self.ta_depths) if f.name == "ta_depths" else getattr(self, f.name)
         return flat
 
     def replace(self, **changes: Any) -> ChainConfig:
-        return ChainConfig.from_flat({**self.to_flat(), **changes})
+        flat = self.to_flat()
+        if "method" in changes and changes["method"] != self.method:
+            flat = {k: v for k, v in flat.items() if k not in self.params}  # the old method's settings go
+        return ChainConfig.from_flat({**flat, **changes})
+
+    def param(self, name: str) -> Any:
+        """A setting of the chain's method (e.g. "temperature"); KeyError when the method has no such setting."""
+        return self.params[name]
+
+    @property
+    def method_class(self) -> type:
+        from trainables.methods import method_class
+
+        return method_class(self.method)
 
     @property
     def ta_archs(self) -> tuple[str, ...]:
@@ -87,61 +112,64 @@ class ChainConfig:
 
     @property
     def val_holdout(self) -> float | int:
-        """`val_size` as the data loader reads it: a fraction below 1, else a count."""
-        return self.val_size if self.val_size < 1 else int(self.val_size)
+        """`val_size` as the data loader reads it: a fraction below 1, a count when whole (1.5 stays invalid)."""
+        return int(self.val_size) if self.val_size >= 1 and self.val_size.is_integer() else self.val_size
 
     @property
     def archs(self) -> tuple[str, ...]:
         """Every model the chain trains, top to bottom."""
-        if self.method == "nokd":
+        if self.method_class.teachers == "none":
             return (self.student,)
         return (self.teacher, *self.ta_archs, self.student)
 
+    # --- how reports name a configuration -----------------------------------------------------------------------
+
     @property
-    def num_teachers_of_student(self) -> int:
-        return len(self.archs) - 1
+    def group(self) -> str:
+        return self.method_class.group(self)
+
+    @property
+    def label(self) -> str:
+        """A short human label, e.g. `takd 10→8→6→2 T=4.0 α=0.50`; seeds are left out so repeats share it."""
+        method = self.method_class
+        parts = [method.title(self), self.chain_label, *method.label_parts(self)]
+        if self.width != 1.0:
+            parts.append(f"w={self.width:g}")
+        return " ".join(parts)
+
+    @property
+    def chain_label(self) -> str:
+        """Depths joined by arrows; the family is named only when it is not the default plain CNN."""
+        families = {_parse_arch("arch", arch)[0] for arch in self.archs}
+        if families == {"plain"}:
+            return "→".join(str(_parse_arch("arch", arch)[1]) for arch in self.archs)
+        if len(families) == 1:
+            family = families.pop()
+            return family + "→".join(str(_parse_arch("arch", arch)[1]) for arch in self.archs)
+        return "→".join(self.archs)
 
 
-_FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(ChainConfig).items() if hint is float)
+_FIELD_HINTS: dict[str, Any] = {name: hint for name, hint in typing.get_type_hints(ChainConfig).items()
+                                if name != "params"}
 
 
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """Checks `value` against the field's annotation; ints are accepted where floats are expected."""
-    options = typing.get_args(hint) if _is_union(hint) else (hint,)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        ok, coerced = _try_type(option, value)
-        if ok:
-            return coerced
-    expected = " or ".join(_type_name(o) for o in options)
-    raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+def _method_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    from trainables.methods import all_params, method_class, param_values
 
-
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
-
-
-def _try_type(option: Any, value: Any) -> tuple[bool, Any]:
-    if option is bool:
-        return isinstance(value, bool), value
-    if option is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if option is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
-    if option is str:
-        return isinstance(value, str), value
-    if typing.get_origin(option) is tuple:
-        ok = isinstance(value, (list, tuple)) and all(_try_type(int, v)[0] for v in value)
-        return ok, tuple(value) if ok else value
-    return False, value
-
-
-def _type_name(option: Any) -> str:
-    if typing.get_origin(option) is tuple:
-        return "a list of integers"
-    return "null" if option is type(None) else option.__name__
+    try:
+        cls = method_class(method)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    own = {p.name for p in cls.params}
+    for name in sorted(set(given) - own):
+        if name not in all_params():
+            raise ConfigError(f"{name}: unknown setting; method {method!r} takes {', '.join(sorted(own)) or 'none'}")
+        raise ConfigError(f"{name}: not a setting of method {method!r} "
+                          f"(it takes {', '.join(p.name for p in cls.params) or 'none'})")
+    try:
+        return param_values(cls, given)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _parse_arch(name: str, arch: str) -> tuple[str, int]:
@@ -166,14 +194,14 @@ def _validate(cfg: ChainConfig) -> None:
 
 
 def _validate_data(cfg: ChainConfig) -> None:
-    from trainables.data import available_datasets
+    from trainables.data import available_datasets, check_val_size
 
     names = available_datasets()
     _check(cfg.dataset in names, "dataset", f"expected one of {', '.join(names)}, got {cfg.dataset!r}")
-    if isinstance(cfg.val_size, float) and not cfg.val_size.is_integer():
-        _check(0 < cfg.val_size < 1, "val_size", f"expected a fraction in (0, 1) or a count >= 1, got {cfg.val_size}")
-    else:
-        _check(cfg.val_size >= 1, "val_size", f"expected a fraction in (0, 1) or a count >= 1, got {cfg.val_size}")
+    try:
+        check_val_size(cfg.val_holdout)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if cfg.train_size is not None:
         _check(cfg.train_size >= 1, "train_size", f"expected a count >= 1 or null, got {cfg.train_size}")
 
@@ -181,13 +209,19 @@ def _validate_data(cfg: ChainConfig) -> None:
 def _validate_chain(cfg: ChainConfig) -> None:
     teacher_family, teacher_depth = _parse_arch("teacher", cfg.teacher)
     _, student_depth = _parse_arch("student", cfg.student)
-    _check(cfg.width > 0, "width", f"expected a multiplier > 0, got {cfg.width}")
-    if cfg.method != "nokd":
+    _check(0 < cfg.width <= MAX_WIDTH, "width", f"expected a multiplier in (0, {MAX_WIDTH:g}], got {cfg.width}")
+    from trainables.models import INITS
+
+    _check(cfg.init in INITS, "init", f"expected one of {', '.join(INITS)}, got {cfg.init!r}")
+    if cfg.method_class.teachers != "none":
         _check(teacher_depth > student_depth, "teacher",
                f"expected a model deeper than the student {cfg.student}, got {cfg.teacher}")
     depths = list(cfg.ta_depths)
+    if not cfg.method_class.uses_tas:
+        _check(not depths, "ta_depths", f"method {cfg.method!r} takes no TAs, got {depths}")
     _check(all(student_depth < d < teacher_depth for d in depths), "ta_depths",
-           f"expected depths strictly between the student ({student_depth}) and the teacher ({teacher_depth}), got {depths}")
+           f"expected depths strictly between the student ({student_depth}) and the teacher ({teacher_depth}), "
+           f"got {depths}")
     _check(all(a > b for a, b in zip(depths, depths[1:])), "ta_depths",
            f"expected strictly decreasing depths, got {depths}")
     for depth in depths:
@@ -195,28 +229,17 @@ def _validate_chain(cfg: ChainConfig) -> None:
 
 
 def _validate_method(cfg: ChainConfig) -> None:
-    _check(cfg.method in METHODS, "method", f"expected one of {', '.join(METHODS)}, got {cfg.method!r}")
-    _check(cfg.weighting in WEIGHTINGS, "weighting", f"expected one of {', '.join(WEIGHTINGS)}, got {cfg.weighting!r}")
-    _check(cfg.space in SPACES, "space", f"expected one of {', '.join(SPACES)}, got {cfg.space!r}")
-    if cfg.method in METHODS_WITHOUT_TAS:
-        _check(not cfg.ta_depths, "ta_depths", f"method {cfg.method!r} takes no TAs, got {list(cfg.ta_depths)}")
-    if cfg.method != "ensemble":
-        _check(cfg.weighting == "mean", "weighting", f"only method 'ensemble' weights teachers, got {cfg.weighting!r}")
-        _check(cfg.space == "prob", "space", f"only method 'ensemble' averages teachers, got {cfg.space!r}")
-    _check(cfg.drop >= 0, "drop", f"expected a count >= 0, got {cfg.drop}")
-    if cfg.method != "dgkd":
-        _check(cfg.drop == 0, "drop", f"only method 'dgkd' drops teachers, got {cfg.drop}")
-    else:
-        teachers = cfg.num_teachers_of_student
-        _check(cfg.drop < teachers, "drop",
-               f"expected fewer than the student's {teachers} teacher(s), got {cfg.drop}")
-    _check(cfg.temperature > 0, "temperature", f"expected > 0, got {cfg.temperature}")
-    _check(0 <= cfg.alpha <= 1, "alpha", f"expected a value in [0, 1], got {cfg.alpha}")
+    problem = cfg.method_class.check(cfg)
+    if problem is not None:
+        raise ConfigError(problem)
+    _check(cfg.kl_reduction in KL_REDUCTIONS, "kl_reduction",
+           f"expected one of {', '.join(KL_REDUCTIONS)}, got {cfg.kl_reduction!r}")
 
 
 def _validate_recipe(cfg: ChainConfig) -> None:
     _check(cfg.epochs >= 1, "epochs", f"expected >= 1, got {cfg.epochs}")
-    _check(cfg.batch_size >= 1, "batch_size", f"expected >= 1, got {cfg.batch_size}")
+    _check(1 <= cfg.batch_size <= MAX_BATCH_SIZE, "batch_size",
+           f"expected 1 to {MAX_BATCH_SIZE}, got {cfg.batch_size}")
     _check(cfg.lr > 0, "lr", f"expected > 0, got {cfg.lr}")
     _check(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule",
            f"expected one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
@@ -225,4 +248,4 @@ def _validate_recipe(cfg: ChainConfig) -> None:
     _check(cfg.seed >= 0, "seed", f"expected >= 0, got {cfg.seed}")
     _check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"), "device",
            f"expected auto, cpu or cuda[:N], got {cfg.device!r}")
-
+    _check(cfg.precision in PRECISIONS, "precision", f"expected one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from trainables.config import ChainConfig
-from trainables.methods import method_class
 
-# Bump when a change to the training code alters the weights a given hop produces.
-TRAINING_CODE_VERSION = 1
+# Bump when a change to the training code alters the weights a given hop produces, so that no stored hop trained
+# the old way is reused. 2: reference-parity plain CNNs (init, conv bias, DGKD's odd depths), kl_reduction, precision.
+TRAINING_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -20,48 +21,39 @@ class HopPlan:
     role: str  # teacher | ta | student
     teachers: tuple[int, ...]  # chain indices of the upper models teaching this hop
     key: str  # content hash: same key ⇒ same weights, so a store may hand back a trained hop
-
-    @property
-    def seed(self) -> int:
-        """Seeds the hop's init, shuffling and dropping from its own identity, so a hop trained inside any chain
-        equals the same hop trained inside another — which is what makes stored hops safe to reuse."""
-        return int(self.key[:12], 16)
+    seed: int  # seeds the hop's init, shuffling and dropping
 
 
 def plan_chain(cfg: ChainConfig) -> list[HopPlan]:
-    method = method_class(cfg.method)
+    method = cfg.method_class
     archs = cfg.archs
     plans: list[HopPlan] = []
+    seed_digests: list[str] = []
     for index, arch in enumerate(archs):
         teachers = tuple(method.teacher_indices(index))
         role = "student" if index == len(archs) - 1 else ("teacher" if index == 0 else "ta")
-        key = _hop_key(cfg, arch, [plans[t].key for t in teachers])
-        plans.append(HopPlan(index, arch, role, teachers, key))
+        teaching = method.teaching(cfg, len(teachers)).identity()
+        # Two digests of the same identity. The seed comes from what the hop is, not from the code version: a hop
+        # trained inside any chain equals the same hop trained inside another (which makes stored hops safe to
+        # reuse), and a version bump only invalidates stored hops, it does not reshuffle every seed.
+        seed_digests.append(_digest(_hop_identity(cfg, arch, [seed_digests[t] for t in teachers], teaching)))
+        key = _digest({**_hop_identity(cfg, arch, [plans[t].key for t in teachers], teaching),
+                       "version": TRAINING_CODE_VERSION})
+        plans.append(HopPlan(index, arch, role, teachers, key, int(seed_digests[-1][:12], 16)))
     return plans
 
 
-def _hop_key(cfg: ChainConfig, arch: str, teacher_keys: list[str]) -> str:
-    identity = {
-        "version": TRAINING_CODE_VERSION,
-        "arch": arch,
-        "width": cfg.width,
+def _hop_identity(cfg: ChainConfig, arch: str, teacher_keys: list[str], teaching: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "arch": [arch, cfg.width, cfg.init],
         "data": [cfg.dataset, cfg.val_size, cfg.train_size, cfg.augment],
-        "recipe": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_schedule, cfg.momentum, cfg.weight_decay],
+        "recipe": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_schedule, cfg.momentum, cfg.weight_decay,
+                   cfg.precision],
         "seed": cfg.seed,
         "teachers": teacher_keys,
-        "teaching": teaching_identity(cfg, len(teacher_keys)),
+        "teaching": teaching,
     }
+
+
+def _digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def teaching_identity(cfg: ChainConfig, num_teachers: int) -> dict[str, object]:
-    """Only the settings that matter for this many teachers, so that equivalent hops share a key
-    (e.g. a first TA is plain KD from the teacher under TAKD, DGKD and ensemble alike)."""
-    if num_teachers == 0:
-        return {"kind": "labels"}
-    base = {"temperature": cfg.temperature, "alpha": cfg.alpha}
-    if num_teachers == 1:
-        return {"kind": "kd", **base}
-    if cfg.method == "dgkd":
-        return {"kind": "dgkd", **base, "drop": min(cfg.drop, num_teachers - 1)}
-    return {"kind": "ensemble", **base, "weighting": cfg.weighting, "space": cfg.space}

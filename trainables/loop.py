@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import ContextManager, Iterable
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables.data import DataBundle, Split, iterate_batches
+from trainables.device import autocast_for
+from trainables.divergence import DivergenceGuard
 from trainables.methods import KDMethod
 
 EVAL_BATCH = 1024
 
 
-def autocast_for(device: torch.device) -> ContextManager[object]:
-    """bf16 autocast on GPUs (no loss scaling needed); full precision on CPU, where it keeps runs bit-exact."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
-def predict_logits(model: nn.Module, split: Split, data: DataBundle) -> Tensor:
+def predict_logits(model: nn.Module, split: Split, data: DataBundle, precision: str) -> Tensor:
     was_training = model.training
     model.eval()
     device = split.x.device
     chunks = []
     for x, _, _ in iterate_batches(split, EVAL_BATCH, shuffle=False, generator=None, mean=data.mean, std=data.std):
-        with autocast_for(device):
+        with autocast_for(device, precision):
             chunks.append(model(x).float())
     model.train(was_training)
     return torch.cat(chunks)
@@ -56,15 +50,16 @@ class TeacherOutputs:
     are computed once per split instead of once per epoch; with augmentation they are computed per batch."""
 
     def __init__(self, teachers: list[nn.Module], flops: list[int], data: DataBundle, counters: Counters,
-                 per_batch: bool) -> None:
+                 per_batch: bool, precision: str) -> None:
         self.teachers, self.flops, self.data, self.counters = teachers, flops, data, counters
-        self.per_batch = per_batch
+        self.per_batch, self.precision = per_batch, precision
         self._cache: dict[Split, Tensor] = {}  # splits hash by identity
 
     def for_split(self, split: Split) -> Tensor:
         """(K, N, C) logits of every teacher on a whole split."""
         if split not in self._cache:
-            self._cache[split] = torch.stack([predict_logits(t, split, self.data) for t in self.teachers])
+            self._cache[split] = torch.stack([predict_logits(t, split, self.data, self.precision)
+                                              for t in self.teachers])
             self._count(range(len(self.teachers)), len(split))
         return self._cache[split]
 
@@ -72,7 +67,7 @@ class TeacherOutputs:
         """(A, B, C) logits of the active teachers on one training batch."""
         if not self.per_batch:
             return self.for_split(self.data.train)[active][:, idx]
-        with torch.no_grad(), autocast_for(x.device):
+        with torch.no_grad(), autocast_for(x.device, self.precision):
             logits = torch.stack([self.teachers[k](x).float() for k in active])
         self._count(active, len(x))
         return logits
@@ -92,28 +87,48 @@ class EpochStats:
         return sum(self.terms.values())
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, method: KDMethod,
-                teachers: TeacherOutputs, *, batch_size: int, augment: bool, generator: torch.Generator,
-                model_flops: int, counters: Counters) -> EpochStats:
+@dataclass
+class HopTraining:
+    """What every epoch of one hop shares: the model and its optimiser, how it is taught, its random stream."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    method: KDMethod
+    teachers: TeacherOutputs
+    generator: torch.Generator
+    model_flops: int  # inference FLOPs per sample
+    counters: Counters
+    batch_size: int
+    augment: bool
+    precision: str
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+
+
+def train_epoch(hop: HopTraining, data: DataBundle) -> EpochStats:
+    """One pass over the training split; raises Diverged (see `trainables.divergence`) when the loss blows up."""
+    model, method = hop.model, hop.method
     model.train()
     device = data.train.x.device
     sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     seen = 0
-    batches = iterate_batches(data.train, batch_size, shuffle=True, generator=generator, mean=data.mean,
-                              std=data.std, augment=augment)
+    batches = iterate_batches(data.train, hop.batch_size, shuffle=True, generator=hop.generator, mean=data.mean,
+                              std=data.std, augment=hop.augment)
     for x, y, idx in batches:
-        active = method.active_teachers(generator)
-        teacher_logits = teachers.for_batch(x, idx, active) if active else x.new_empty(0)
-        with autocast_for(device):
+        active = method.active_teachers(hop.generator)
+        teacher_logits = hop.teachers.for_batch(x, idx, active) if active else x.new_empty(0)
+        with autocast_for(device, hop.precision):
             logits = model(x)
         terms = method.loss(logits, teacher_logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        optimizer.step()
+        loss = sum(terms.values())
+        hop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        hop.optimizer.step()
         # Accumulate on the device: a .item() per step would stall the GPU.
         for name, value in terms.items():
             sums[name] += value.detach() * len(y)
+        hop.guard.observe(loss.detach())
         seen += len(y)
-        counters.kl_terms += method.kl_terms(len(active))
-        counters.flops += 3 * model_flops * len(y)  # forward + backward ≈ 3 forwards
+        hop.counters.kl_terms += method.kl_terms(len(active))
+        hop.counters.flops += 3 * hop.model_flops * len(y)  # forward + backward ≈ 3 forwards
+    hop.guard.check()
     return EpochStats({name: (total / seen).item() for name, total in sums.items()})

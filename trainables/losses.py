@@ -15,23 +15,27 @@ def soft_log_probs(logits: Tensor, temperature: float) -> Tensor:
     return F.log_softmax(logits.float() / temperature, dim=-1)
 
 
-def distillation_term(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float) -> Tensor:
+def distillation_term(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float,
+                      reduction: str = "batchmean") -> Tensor:
     """T²·KL(p_T ‖ q_T), averaged over the batch.
 
-    `batchmean` is the true KL per sample; the TAKD/DGKD code used the default "mean", which also divides by the
-    class count and so silently shrinks the KD weight by 1/C. T² keeps gradient sizes comparable across T.
+    `batchmean` (our default) is the true KL per sample. The TAKD/DGKD reference code used `nn.KLDivLoss()`,
+    whose default "mean" also divides by the class count, shrinking the KD term by 1/C; `reduction="mean"`
+    reproduces it. T² keeps gradient sizes comparable across T.
     """
     student = soft_log_probs(student_logits, temperature)
     kl = F.kl_div(student, teacher_log_probs, reduction="batchmean", log_target=True)
+    if reduction == "mean":  # written out: PyTorch has announced that its own "mean" will become "batchmean"
+        kl = kl / student.shape[-1]
     return temperature**2 * kl
 
 
 def kd_loss(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
-            alpha: float, temperature: float) -> dict[str, Tensor]:
+            alpha: float, temperature: float, reduction: str = "batchmean") -> dict[str, Tensor]:
     """(1-α)·CE(q, y) + α·T²·KL(p_T ‖ q_T), as named terms whose sum is the loss."""
     return {
         "ce": (1 - alpha) * F.cross_entropy(student_logits.float(), targets),
-        "kd": alpha * distillation_term(student_logits, teacher_log_probs, temperature),
+        "kd": alpha * distillation_term(student_logits, teacher_log_probs, temperature, reduction),
     }
 
 

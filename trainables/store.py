@@ -1,15 +1,16 @@
-"""Where trained hops live, keyed by their content hash, so that a chain (or a retried trial) can skip them."""
+"""Where trained hops live, keyed by their content hash, so that a chain (or a resumed trial) can skip them.
+
+`train_chain` takes any `ModelStore`. `MemoryStore` keeps hops for one process; a study keeps them on its run's
+storage (`study.hop_store`), shared by every trial of the cluster.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ContextManager, Iterator, Protocol
+from typing import Any, ContextManager, Protocol
 
 import torch
 from torch import Tensor
@@ -18,7 +19,22 @@ from torch import Tensor
 @dataclass(frozen=True)
 class StoredHop:
     state_dict: dict[str, Tensor]
-    meta: dict[str, Any]  # model shape (to rebuild it) and the hop's result, JSON-serialisable
+    meta: dict[str, Any]  # the hop's result as it was trained (accuracy, cost), JSON-serialisable
+
+    def to_bytes(self) -> bytes:
+        state = {name: tensor.detach().cpu() for name, tensor in self.state_dict.items()}
+        buffer = io.BytesIO()
+        torch.save({"state_dict": state, "meta": json.dumps(self.meta)}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredHop:
+        """Raises on anything that is not a whole stored hop (a truncated upload, a foreign file)."""
+        # weights_only: a store may be shared, and unpickling arbitrary objects from it would run code.
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
+            raise ValueError("not a stored hop")
+        return cls(payload["state_dict"], json.loads(payload["meta"]))
 
 
 class ModelStore(Protocol):
@@ -47,48 +63,3 @@ class MemoryStore:
 
     def claim(self, key: str) -> ContextManager[None]:
         return contextlib.nullcontext()
-
-
-class FolderStore:
-    """One `<key>.pt` file per hop in a local folder; writes are atomic so concurrent trials never read halves."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
-    def get(self, key: str) -> StoredHop | None:
-        path = self.path(key)
-        if not path.exists():
-            return None
-        # weights_only: a store may be shared, and unpickling arbitrary objects from it would run code.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        return StoredHop(payload["state_dict"], json.loads(payload["meta"]))
-
-    def put(self, key: str, hop: StoredHop) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        state = {name: tensor.detach().cpu() for name, tensor in hop.state_dict.items()}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"state_dict": state, "meta": json.dumps(hop.meta)}, tmp)
-            os.replace(tmp, self.path(key))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    @contextlib.contextmanager
-    def claim(self, key: str) -> Iterator[None]:
-        """An advisory file lock: trials sharing this folder wait for one another instead of training the same
-        hop (typically the teacher, identical in every trial) twice."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def keys(self) -> list[str]:
-        return sorted(p.stem for p in self.root.glob("*.pt"))

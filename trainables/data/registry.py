@@ -88,20 +88,24 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _resolve_val_count(val_size: float | int, n_train: int) -> int:
-    """Turn a fraction or a count into a hold-out size that leaves training images."""
+def check_val_size(val_size: float | int) -> None:
+    """The one rule for a validation hold-out's size: a fraction in (0, 1), or a whole count >= 1."""
     if _is_int(val_size):
-        count = int(val_size)
-        if count < 1:
+        if int(val_size) < 1:
             raise DataError(f"val_size: a count must be >= 1, got {val_size}")
     elif isinstance(val_size, numbers.Real) and not isinstance(val_size, bool):
         if not 0.0 < float(val_size) < 1.0:
             raise DataError(f"val_size: must be a fraction in (0, 1) or an integer count >= 1, got {val_size}")
-        count = round(float(val_size) * n_train)
-        if count < 1:
-            raise DataError(f"val_size: {val_size} of {n_train} training images rounds to 0; use a larger value")
     else:
         raise DataError(f"val_size: must be a fraction in (0, 1) or an integer count >= 1, got {val_size!r}")
+
+
+def _resolve_val_count(val_size: float | int, n_train: int) -> int:
+    """Turn a fraction or a count into a hold-out size that leaves training images."""
+    check_val_size(val_size)
+    count = int(val_size) if _is_int(val_size) else round(float(val_size) * n_train)
+    if count < 1:
+        raise DataError(f"val_size: {val_size} of {n_train} training images rounds to 0; use a larger value")
     if count >= n_train:
         raise DataError(f"val_size: {val_size} holds out {count} of {n_train} training images, leaving none to train on")
     return count

@@ -1,19 +1,18 @@
-"""KD methods by name; importing this package registers every method."""
+"""KD methods by name. Every module of this package is imported here, so a method is one new file."""
 
 from __future__ import annotations
 
-from trainables.config import ChainConfig
-from trainables.methods import dgkd, ensemble, kd, nokd, takd  # noqa: F401  (registration by import)
-from trainables.methods.base import KDMethod, LabelsOnly, available_methods, method_class, register_method
+import importlib
+import pkgutil
 
-__all__ = ["KDMethod", "LabelsOnly", "available_methods", "method_class", "register_method", "teaching_for"]
+from trainables.methods.base import (KDMethod, LabelsOnly, all_loss_terms, all_params, method_class, method_names,
+                                     param_values, register_method, unregister_method)
+from trainables.methods.params import Param
 
+_SUPPORT_MODULES = {"base", "params"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SUPPORT_MODULES:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
-def teaching_for(cfg: ChainConfig, num_teachers: int) -> KDMethod:
-    """The loss a hop trains with. With one teacher every method reduces to plain KD, so it *is* plain KD:
-    such hops are then interchangeable (and shareable through the model store) across methods."""
-    if num_teachers == 0:
-        return LabelsOnly(cfg, 0)
-    if num_teachers == 1:
-        return method_class("kd")(cfg, 1)
-    return method_class(cfg.method)(cfg, num_teachers)
+__all__ = ["KDMethod", "LabelsOnly", "Param", "all_loss_terms", "all_params", "method_class", "method_names",
+           "param_values", "register_method", "unregister_method"]

@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from trainables.losses import distillation_term, soft_log_probs
 from trainables.methods.base import KDMethod, register_method
+from trainables.methods.params import KD_PARAMS, Param
+
+if TYPE_CHECKING:
+    from trainables.config import ChainConfig
+
+DROP = Param("drop", int, 0, "teachers left out at random per mini-batch (DGKD's stochastic teaching)",
+             low=0, search=(0, 1), label="drop={}")
 
 
-@register_method("dgkd")
+@register_method
 class DGKD(KDMethod):
     """(1-α)·CE + α·T²·Σ_k KL_k over all models above, with `drop` of them left out at random per mini-batch."""
 
+    name = "dgkd"
+    order = 3
     teachers = "all_above"
+    uses_tas = True
+    params = (*KD_PARAMS, DROP)
+
+    @classmethod
+    def check(cls, cfg: ChainConfig) -> str | None:
+        teachers = len(cfg.archs) - 1
+        if cfg.param("drop") >= teachers:
+            return f"drop: expected fewer than the student's {teachers} teacher(s), got {cfg.param('drop')}"
+        return None
+
+    @property
+    def drop(self) -> int:
+        # Upper hops have fewer teachers than the student; always keep at least one.
+        return min(self.cfg.param("drop"), self.num_teachers - 1)
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "drop": self.drop}
 
     def active_teachers(self, generator: torch.Generator) -> list[int]:
-        # Upper hops have fewer teachers than the student; always keep at least one.
-        drop = min(self.cfg.drop, self.num_teachers - 1)
-        if drop == 0:
+        if self.drop == 0:
             return list(range(self.num_teachers))
-        keep = torch.randperm(self.num_teachers, generator=generator)[: self.num_teachers - drop]
+        keep = torch.randperm(self.num_teachers, generator=generator)[: self.num_teachers - self.drop]
         return sorted(keep.tolist())
 
     def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        t, alpha = self.cfg.temperature, self.cfg.alpha
-        kl_sum = sum(distillation_term(student_logits, soft_log_probs(z, t), t) for z in teacher_logits)
+        t, alpha = self.cfg.param("temperature"), self.cfg.param("alpha")
+        reduction = self.cfg.kl_reduction
+        kl_sum = sum(distillation_term(student_logits, soft_log_probs(z, t), t, reduction) for z in teacher_logits)
         return {"ce": (1 - alpha) * F.cross_entropy(student_logits.float(), targets), "kd": alpha * kl_sum}
 
     def kl_terms(self, active: int) -> int:

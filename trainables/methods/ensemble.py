@@ -2,37 +2,61 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
-from trainables.config import ChainConfig
 from trainables.losses import confidence_weights, ensemble_log_probs, fit_ensemble_weights, kd_loss, uniform_weights
 from trainables.methods.base import KDMethod, register_method
+from trainables.methods.params import KD_PARAMS, Param
+
+if TYPE_CHECKING:
+    from trainables.config import ChainConfig
+
+WEIGHTING = Param("weighting", str, "mean", "how teachers are weighted: mean, learned (stacking on the validation "
+                  "split) or confidence (per sample, from each teacher's loss on the true label)",
+                  choices=("mean", "learned", "confidence"))
+SPACE = Param("space", str, "prob", "average teachers' probabilities (prob) or logits (logit)", choices=("prob", "logit"))
 
 
-@register_method("ensemble")
+@register_method
 class EnsembleKD(KDMethod):
+    name = "ensemble"
+    order = 4
     teachers = "all_above"
+    uses_tas = True
+    params = (*KD_PARAMS, WEIGHTING, SPACE)
 
     def __init__(self, cfg: ChainConfig, num_teachers: int) -> None:
         super().__init__(cfg, num_teachers)
+        self.weighting, self.space = cfg.param("weighting"), cfg.param("space")
         self._weights = uniform_weights(num_teachers)
 
     @property
     def fits_on_validation(self) -> bool:
-        return self.cfg.weighting == "learned"
+        return self.weighting == "learned"
 
     def fit(self, teacher_logits: Tensor, targets: Tensor) -> None:
-        self._weights = fit_ensemble_weights(teacher_logits, targets, self.cfg.temperature, self.cfg.space)
+        self._weights = fit_ensemble_weights(teacher_logits, targets, self.cfg.param("temperature"), self.space)
 
     def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        t = self.cfg.temperature
+        t = self.cfg.param("temperature")
         weights = self._weights
-        if self.cfg.weighting == "confidence":
+        if self.weighting == "confidence":
             weights = confidence_weights(teacher_logits, targets)
-        teacher = ensemble_log_probs(teacher_logits, weights.to(teacher_logits.device), t, self.cfg.space)
-        return kd_loss(student_logits, teacher, targets, self.cfg.alpha, t)
+        teacher = ensemble_log_probs(teacher_logits, weights.to(teacher_logits.device), t, self.space)
+        return kd_loss(student_logits, teacher, targets, self.cfg.param("alpha"), t, self.cfg.kl_reduction)
 
     def learned_weights(self) -> list[float] | None:
-        if self.cfg.weighting != "learned":
+        if self.weighting != "learned":
             return None
         return [float(w) for w in self._weights.cpu()]
+
+    @classmethod
+    def title(cls, cfg: ChainConfig) -> str:
+        return f"ensemble[{cfg.param('weighting')}/{cfg.param('space')}]"
+
+    @classmethod
+    def group(cls, cfg: ChainConfig) -> str:
+        # The seed paper compares ensembles by how they weight the teachers: each weighting is its own group.
+        return f"ensemble-{cfg.param('weighting')}"

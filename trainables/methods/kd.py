@@ -6,12 +6,17 @@ from torch import Tensor
 
 from trainables.losses import kd_loss, soft_log_probs
 from trainables.methods.base import KDMethod, register_method
+from trainables.methods.params import KD_PARAMS
 
 
-@register_method("kd")
+@register_method
 class KD(KDMethod):
+    name = "kd"
+    order = 1
     teachers = "previous"
+    params = KD_PARAMS
 
     def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        t = self.cfg.temperature
-        return kd_loss(student_logits, soft_log_probs(teacher_logits[0], t), targets, self.cfg.alpha, t)
+        t = self.cfg.param("temperature")
+        alpha = self.cfg.param("alpha")
+        return kd_loss(student_logits, soft_log_probs(teacher_logits[0], t), targets, alpha, t, self.cfg.kl_reduction)

@@ -3,6 +3,7 @@
 from trainables.methods.base import LabelsOnly, register_method
 
 
-@register_method("nokd")
+@register_method
 class NoKD(LabelsOnly):
-    teachers = "none"
+    name = "nokd"
+    order = 0

@@ -4,8 +4,10 @@ from trainables.methods.base import register_method
 from trainables.methods.kd import KD
 
 
-@register_method("takd")
+@register_method
 class TAKD(KD):
     """Each model distils only from the model directly above it, so upper errors are passed down the chain."""
 
-    teachers = "previous"
+    name = "takd"
+    order = 2
+    uses_tas = True

@@ -6,9 +6,10 @@ from __future__ import annotations
 from . import plain as _plain  # noqa: F401
 from . import resnet as _resnet  # noqa: F401
 from .cost import count_params, inference_flops
-from .registry import arch_name, available_archs, build_model, parse_arch
+from .registry import INITS, arch_name, available_archs, build_model, parse_arch
 
 __all__ = [
+    "INITS",
     "arch_name",
     "available_archs",
     "build_model",

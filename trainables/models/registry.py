@@ -9,8 +9,11 @@ from typing import Callable
 
 from torch import nn
 
-# (depth, num_classes, in_channels, image_size, width) -> model
-Builder = Callable[[int, int, int, int, float], nn.Module]
+# (depth, num_classes, in_channels, image_size, width, init) -> model
+Builder = Callable[[int, int, int, int, float, str], nn.Module]
+# "reference": shaped and initialised as the reference implementation of each family (the default);
+# "he": He-normal fan-out for every conv, no conv bias (what kdstudy used before matching the references).
+INITS = ("reference", "he")
 
 # Insertion-ordered so that available_archs() lists families in registration order.
 _FAMILIES: dict[str, tuple[Builder, tuple[int, ...]]] = {}
@@ -92,7 +95,7 @@ def _check_width(width: object) -> None:
 
 
 def build_model(
-    arch: str, num_classes: int, in_channels: int, image_size: int, width: float = 1.0
+    arch: str, num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init: str = "reference"
 ) -> nn.Module:
     """Build a freshly initialised ``arch`` classifier for ``in_channels`` x ``image_size``^2 inputs."""
     family, depth = parse_arch(arch)
@@ -100,5 +103,7 @@ def build_model(
     _check_positive_int("in_channels", in_channels)
     _check_positive_int("image_size", image_size, MIN_IMAGE_SIZE)
     _check_width(width)
+    if init not in INITS:
+        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
     builder = _FAMILIES[family][0]
-    return builder(depth, int(num_classes), int(in_channels), int(image_size), float(width))
+    return builder(depth, int(num_classes), int(in_channels), int(image_size), float(width), init)

@@ -1,4 +1,12 @@
-"""CIFAR ResNets of depth 6n+2 (He et al. 2016, "Deep Residual Learning for Image Recognition")."""
+"""CIFAR ResNets of depth 6n+2 (He et al. 2016, "Deep Residual Learning for Image Recognition").
+
+As TAKD's reference `resnet_cifar.py` (which the seed paper's ResNet numbers come from), by default and under
+either `init`: a 3×3 stem of 16 channels, three stages of BasicBlocks (16/32/64 channels, stride 2 at stages 2
+and 3), convs without bias, projection shortcuts (option B: 1×1 conv + BN) where the shape changes, global average
+pooling (the reference's AvgPool2d(8) on 32×32 inputs), a linear head. Initialisation: He-normal fan-out for every
+conv (the reference's `normal_(0, sqrt(2 / (k·k·out_channels)))`), BN weight 1 and bias 0, PyTorch's default for
+the linear head. Depths are the reference's `resnet_book`: 8, 14, 20, 26, 32, 44, 56, 110.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from torch import Tensor, nn
 
 from .registry import register_family, scaled
 
-RESNET_DEPTHS: tuple[int, ...] = (8, 14, 20, 32, 44, 56, 110)
+RESNET_DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32, 44, 56, 110)
 STAGE_CHANNELS: tuple[int, int, int] = (16, 32, 64)
 STAGE_STRIDES: tuple[int, int, int] = (1, 2, 2)
 
@@ -80,8 +88,8 @@ class CifarResNet(nn.Module):
 
 @register_family("resnet", depths=RESNET_DEPTHS)
 def build_resnet(
-    depth: int, num_classes: int, in_channels: int, image_size: int, width: float
+    depth: int, num_classes: int, in_channels: int, image_size: int, width: float, init: str
 ) -> nn.Module:
-    # Global average pooling makes the network independent of image_size.
-    del image_size
+    # Global average pooling makes the network independent of image_size; the reference init *is* He fan-out.
+    del image_size, init
     return CifarResNet(depth, num_classes, in_channels, width)

@@ -1,0 +1,126 @@
+"""The Parquet layout of a study's results: the contract between the writers (`study/`) and the readers.
+
+Torch-free on purpose: notebooks that only read results must not load the training engine.
+
+A run keeps each table as a folder of Parquet files, one file per writer's unit of work, so no writer ever
+rewrites what another wrote and a growing study never rewrites a growing file:
+
+    <run>/results/trials/<trial_id>.parquet        one row: the trial (config columns + outcome)
+    <run>/results/hops/<trial_id>.parquet          one row per hop of its chain
+    <run>/results/predictions/<trial_id>.parquet   one row per hop: its test predictions as list columns
+    <run>/results/epochs/<hop key>.parquet         one row per epoch of a hop, written by the trial that trained it
+    <run>/results/confirm/<trial_id>-s<seed>.parquet   seed confirmation: one trials-shaped row
+
+The trials table's columns are the fixed ones below plus one per chain setting (`ChainConfig` fields and every
+registered KD method's settings, written by the study from the registry); the epochs table has one `loss_<term>`
+column per loss term a method declares. Readers take whatever columns the files have.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TABLES = ("trials", "hops", "epochs", "predictions", "confirm")
+
+# Trial statuses. TERMINATED: the chain finished; DIVERGED: a hop's loss blew up (the error says where);
+# STOPPED: an early-stopping scheduler cut it; ERROR: it raised (the error holds the root cause's last line).
+FINISHED, DIVERGED, STOPPED, ERROR = "TERMINATED", "DIVERGED", "STOPPED", "ERROR"
+STATUSES = (FINISHED, DIVERGED, STOPPED, ERROR)
+
+TRIAL_HEAD = [
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("group", pa.string()),  # the comparison group its KD method puts it in (e.g. ensemble-learned)
+    pa.field("config_label", pa.string()),  # e.g. "takd 10→8→6→2 T=4.0 α=0.50"
+]
+TRIAL_TAIL = [
+    pa.field("num_tas", pa.int64()),
+    pa.field("student_val_acc", pa.float64()),
+    pa.field("student_test_acc", pa.float64()),
+    pa.field("train_flops", pa.int64()),  # the chain's from-scratch training cost
+    pa.field("spent_flops", pa.int64()),  # what this trial spent (less when hops were reused)
+    pa.field("spent_seconds", pa.float64()),
+    pa.field("student_params", pa.int64()),
+    pa.field("student_flops", pa.int64()),  # inference, per image
+    pa.field("ensemble_weights", pa.list_(pa.float64())),  # learned weights of the student's teachers, top first
+]
+CONFIRM_HEAD = [pa.field("source_trial_id", pa.string(), nullable=False)]
+# Everything in a trials row that is not the configuration.
+OUTCOME_COLUMNS = frozenset(f.name for f in [*CONFIRM_HEAD, *TRIAL_HEAD, *TRIAL_TAIL])
+
+
+def trials_schema(config: list[pa.Field], confirm: bool = False) -> pa.Schema:
+    return pa.schema([*(CONFIRM_HEAD if confirm else []), *TRIAL_HEAD, *config, *TRIAL_TAIL])
+
+
+def config_columns(columns: list[str]) -> list[str]:
+    """The columns of a trials table that are chain settings (what `ChainConfig.from_flat` takes back)."""
+    return [c for c in columns if c not in OUTCOME_COLUMNS]
+
+
+HOPS = pa.schema([
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("index", pa.int64()),  # 0 = teacher
+    pa.field("arch", pa.string()),
+    pa.field("role", pa.string()),  # teacher | ta | student
+    pa.field("key", pa.string()),  # content hash: equal keys, equal weights
+    pa.field("teachers", pa.list_(pa.int64())),
+    pa.field("best_epoch", pa.int64()),
+    pa.field("val_acc", pa.float64()),
+    pa.field("test_acc", pa.float64()),  # of the best-validation weights
+    pa.field("params", pa.int64()),
+    pa.field("flops", pa.int64()),
+    pa.field("train_flops", pa.int64()),
+    pa.field("train_seconds", pa.float64()),
+    pa.field("spent_flops", pa.int64()),
+    pa.field("spent_seconds", pa.float64()),
+    pa.field("upper_forward_samples", pa.int64()),
+    pa.field("kl_terms", pa.int64()),
+    pa.field("reused", pa.bool_()),
+    pa.field("ensemble_weights", pa.list_(pa.float64())),
+])
+
+EPOCH_HEAD = [
+    pa.field("trial_id", pa.string(), nullable=False),  # the trial that trained the hop
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("hop", pa.int64()),
+    pa.field("role", pa.string()),
+    pa.field("arch", pa.string()),
+    pa.field("epoch", pa.int64()),
+    pa.field("global_epoch", pa.int64()),
+    pa.field("lr", pa.float64()),
+    pa.field("train_loss", pa.float64()),
+]
+EPOCH_TAIL = [
+    pa.field("val_acc", pa.float64()),
+    pa.field("val_loss", pa.float64()),
+    pa.field("seconds", pa.float64()),
+]
+
+
+def epochs_schema(loss_terms: tuple[str, ...]) -> pa.Schema:
+    """`loss_<term>` per loss term (null where a hop's method has no such term)."""
+    return pa.schema([*EPOCH_HEAD, *(pa.field(f"loss_{t}", pa.float64()) for t in loss_terms), *EPOCH_TAIL])
+
+
+# One row per trial × hop with list columns: 10,000 CIFAR test images stay one row, and a whole hop's predictions
+# are one contiguous read.
+PREDICTIONS = pa.schema([
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("hop", pa.int64()),
+    pa.field("arch", pa.string()),
+    pa.field("role", pa.string()),
+    pa.field("predicted", pa.list_(pa.int16())),  # predicted class per test sample
+    pa.field("true_prob", pa.list_(pa.float16())),  # probability given to the true class
+    pa.field("target", pa.list_(pa.int16())),  # the true class (same for every hop; kept so a row stands alone)
+])
+
+# The columns a reader can count on when a table has no file yet.
+EMPTY: dict[str, pa.Schema] = {
+    "trials": trials_schema([]),
+    "confirm": trials_schema([], confirm=True),
+    "hops": HOPS,
+    "epochs": epochs_schema(("ce", "kd")),
+    "predictions": PREDICTIONS,
+}

@@ -1,0 +1,124 @@
+"""Where a study lives: a local folder or any URI pyarrow understands (s3://bucket/path?endpoint_override=…).
+
+One rule for the whole project: a location is a pyarrow filesystem plus a path on it, and a child location keeps
+the parent's scheme and query options (`s3://b/studies?scheme=http` / "run" = `s3://b/studies/run?scheme=http`).
+Writes are atomic: readers see a whole file or none — on local disks and NFS through a temporary file and a
+rename, on object stores because a finished upload becomes visible at once.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class Location:
+    uri: str  # as a user writes it: an absolute local path, or scheme://path?query
+    fs: pafs.FileSystem
+    path: str  # the path on `fs`
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def __truediv__(self, child: str) -> Location:
+        path = f"{self.path.rstrip('/')}/{child}"
+        if self.is_local:
+            return Location(path, self.fs, path)
+        parts = urlsplit(self.uri)
+        query = f"?{parts.query}" if parts.query else ""
+        return Location(f"{parts.scheme}://{path}{query}", self.fs, path)
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+def locate(text: str) -> Location:
+    """A local path (absolute or relative, `~` expanded, `file://` accepted) or a pyarrow URI.
+
+    Raises ValueError with pyarrow's reason when the URI is not usable."""
+    local = text.removeprefix("file://")
+    if "://" not in local:
+        path = str(Path(local).expanduser().resolve())
+        return Location(path, pafs.LocalFileSystem(), path)
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, OSError, ValueError) as error:
+        raise ValueError(str(error)) from None
+    if not path.strip("/"):
+        raise ValueError("the URI names no bucket or folder")
+    parts = urlsplit(text)
+    query = f"?{parts.query}" if parts.query else ""
+    return Location(f"{parts.scheme}://{path.rstrip('/')}{query}", fs, path.rstrip("/"))
+
+
+def exists(location: Location) -> bool:
+    return location.fs.get_file_info(location.path).type != pafs.FileType.NotFound
+
+
+def read_bytes(location: Location) -> bytes | None:
+    """The file's bytes, or None when there is no such file."""
+    try:
+        with location.fs.open_input_stream(location.path) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if "not found" in str(error).lower() or "does not exist" in str(error).lower():
+            return None
+        raise
+
+
+def write_bytes(location: Location, data: bytes) -> None:
+    _write(location, lambda target: _write_stream(location.fs, target, data))
+
+
+def write_parquet(location: Location, table: pa.Table, row_group_size: int | None = None) -> None:
+    _write(location, lambda target: pq.write_table(table, target, filesystem=location.fs,
+                                                   row_group_size=row_group_size))
+
+
+def is_empty(folder: Location) -> bool:
+    """True when `folder` does not exist or holds nothing."""
+    return not folder.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))
+
+
+def list_files(folder: Location, suffix: str = "") -> list[Location]:
+    """The files directly in `folder` whose names end with `suffix`, sorted; none when it does not exist."""
+    selector = pafs.FileSelector(folder.path, allow_not_found=True)
+    infos = folder.fs.get_file_info(selector)
+    names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffix)
+                   and not i.base_name.startswith("."))
+    return [folder / name for name in names]
+
+
+def _write(location: Location, write: callable) -> None:
+    parent = location.path.rsplit("/", 1)[0]
+    location.fs.create_dir(parent, recursive=True)
+    if not location.is_local:
+        write(location.path)
+        return
+    tmp = f"{parent}/.{location.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        write(tmp)
+        location.fs.move(tmp, location.path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_stream(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)

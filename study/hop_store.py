@@ -1,0 +1,41 @@
+"""The model store of a study: `<run>/models/<key>.pt` on the run's storage (local, NFS or an object store),
+shared by every trial on every node, with claims so that a hop is trained once per study."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import ContextManager, Protocol
+
+from analysis.storage import Location, read_bytes, write_bytes
+from trainables import StoredHop
+
+log = logging.getLogger("kdstudy")
+
+
+class Claims(Protocol):
+    def hold(self, key: str) -> ContextManager[None]:
+        """Blocks until this process holds `key`'s claim; released on exit (or when its holder dies)."""
+        ...
+
+
+class RunHopStore:
+    def __init__(self, folder: Location, claims: Claims | None = None) -> None:
+        self.folder, self.claims = folder, claims
+
+    def get(self, key: str) -> StoredHop | None:
+        data = read_bytes(self.folder / f"{key}.pt")
+        if data is None:
+            return None
+        try:
+            return StoredHop.from_bytes(data)
+        except Exception as error:  # a truncated upload, a foreign file: as if it were missing
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            log.warning("store: %s/%s.pt is unreadable (%s); training the hop again", self.folder, key, reason)
+            return None
+
+    def put(self, key: str, hop: StoredHop) -> None:
+        write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
+
+    def claim(self, key: str) -> ContextManager[None]:
+        return self.claims.hold(key) if self.claims is not None else contextlib.nullcontext()

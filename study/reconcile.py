@@ -1,0 +1,129 @@
+"""At the start of every session: make the Optuna journal agree with the results the trials wrote (the truth).
+
+After a crash (driver `kill -9`, node loss, Ctrl-C) the journal may hold RUNNING trials. One whose results exist
+is told their outcome; one without results is resumed (same Optuna trial, same trial id: its finished hops come
+back from the model store); one that never got a trial id was asked for but never started, and fails. A trial
+the results hold but the journal lost (an object store's copy trails the driver's) is added back. Tune's own
+experiment snapshot plays no part: each session is a new Tune experiment fed by this reconciled state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from analysis import schema
+from study import space
+from study.results import ResultsFolder
+from study.search import DUPLICATE_ATTR, TRIAL_ID_ATTR, Known, Ledger, Resumable
+from study.spec import StudySpec
+from trainables import ChainConfig
+
+log = logging.getLogger("kdstudy")
+STATES = {schema.FINISHED: TrialState.COMPLETE, schema.DIVERGED: TrialState.FAIL, schema.ERROR: TrialState.FAIL,
+          schema.STOPPED: TrialState.PRUNED}
+LOST_ERROR = "the trial failed, and its error was lost when the driver stopped"
+
+
+@dataclass
+class Plan:
+    ledger: Ledger
+    resume: list[Resumable]
+    rows: list[dict[str, Any]]  # one per trial that ended
+
+    @property
+    def ended(self) -> int:
+        return len(self.rows)
+
+
+def reconcile(spec: StudySpec, study: optuna.Study, results: ResultsFolder) -> Plan:
+    rows = {row["trial_id"]: row for row in results.read("trials")}
+    resume: list[Resumable] = []
+    duplicates: list[FrozenTrial] = []
+    in_journal: set[str] = set()
+    for trial in study.get_trials(deepcopy=False):
+        trial_id = trial.user_attrs.get(TRIAL_ID_ATTR)
+        in_journal.add(trial_id)
+        if trial.state != TrialState.RUNNING:
+            if trial_id and trial.state in (TrialState.FAIL, TrialState.PRUNED) and trial_id not in rows:
+                rows[trial_id] = _write_lost_row(spec, results, trial_id, trial)
+            continue
+        if trial_id is None:
+            if trial.user_attrs.get(DUPLICATE_ATTR):
+                duplicates.append(trial)
+            else:  # asked for, never handed to a trial
+                study.tell(trial.number, state=TrialState.FAIL)
+        elif trial_id in rows:
+            _tell(study, trial.number, rows[trial_id], spec)
+        else:
+            resume.append(Resumable(trial_id, trial.number, dict(trial.params)))
+    for trial_id, row in rows.items():
+        if trial_id not in in_journal:
+            _add_back(study, spec, row)
+    ledger = _ledger(spec, list(rows.values()), resume)
+    _settle_duplicates(study, ledger, duplicates)
+    return Plan(ledger, resume, list(rows.values()))
+
+
+def row_config(row: dict[str, Any]) -> ChainConfig:
+    return ChainConfig.from_flat({c: row[c] for c in schema.config_columns(list(row))})
+
+
+def objectives(row: dict[str, Any], spec: StudySpec) -> list[float] | None:
+    if row["status"] != schema.FINISHED:
+        return None
+    return [float(row[o]) for o in spec.objectives]
+
+
+def _tell(study: optuna.Study, number: int, row: dict[str, Any], spec: StudySpec) -> None:
+    values = objectives(row, spec)
+    study.tell(number, values if values is None or spec.multi_objective else values[0], state=STATES[row["status"]],
+               skip_if_finished=True)
+
+
+def _write_lost_row(spec: StudySpec, results: ResultsFolder, trial_id: str, trial: FrozenTrial) -> dict[str, Any]:
+    """The driver told Optuna a trial's end, then died before writing its row: write it from the journal."""
+    cfg = ChainConfig.from_flat({**spec.base_config(), **space.flat_from_params(trial.params)})
+    status = schema.STOPPED if trial.state == TrialState.PRUNED else schema.ERROR
+    results.write_trial(trial_id, cfg, status, error=None if status == schema.STOPPED else LOST_ERROR)
+    return {"trial_id": trial_id, "status": status, **cfg.to_flat()}
+
+
+def _add_back(study: optuna.Study, spec: StudySpec, row: dict[str, Any]) -> None:
+    try:
+        params, distributions = space.params_of(spec, row_config(row).to_flat())
+        values = objectives(row, spec)
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, state=STATES[row["status"]],
+            values=values if row["status"] == schema.FINISHED else None,
+            user_attrs={TRIAL_ID_ATTR: row["trial_id"]}))
+    except ValueError as error:  # a row the current space cannot express: keep it out of the sampler's history
+        log.warning("journal: trial %s is not added back (%s)", row["trial_id"], error)
+
+
+def _ledger(spec: StudySpec, rows: list[dict[str, Any]], resume: list[Resumable]) -> Ledger:
+    ledger = Ledger(spec)
+    for row in rows:
+        known = Known(row["trial_id"], STATES[row["status"]], objectives(row, spec))
+        ledger.add(ledger.key_of(row_config(row).to_flat()), known)
+    for trial in resume:
+        ledger.add(ledger.key(trial.params), Known(trial.trial_id))
+    return ledger
+
+
+def _settle_duplicates(study: optuna.Study, ledger: Ledger, duplicates: list[FrozenTrial]) -> None:
+    """Duplicate suggestions still waiting on a twin: told the twin's outcome, or wait again for its resumption."""
+    by_trial = {known.trial_id: known for known in ledger.configs.values()}
+    for trial in duplicates:
+        known = by_trial.get(trial.user_attrs[DUPLICATE_ATTR])
+        if known is None:
+            study.tell(trial.number, state=TrialState.FAIL)
+        elif known.state == TrialState.RUNNING:
+            known.waiting.append(optuna.trial.Trial(study, trial._trial_id))
+        else:
+            values = known.values if known.values is None or len(known.values) > 1 else known.values[0]
+            study.tell(trial.number, values, state=known.state, skip_if_finished=True)

@@ -1,0 +1,82 @@
+"""The driver's side of a trial's end: the rows a trial cannot write (ERROR, STOPPED), and one console line.
+
+O(1) per trial: nothing is kept once a trial has ended, and each row is a file of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from ray.tune import Callback
+
+from analysis import schema
+from study.results import ResultsFolder
+from study.space import flat_from_params
+from study.trainable import DETAIL, DIVERGED, OUTCOME
+from trainables import ChainConfig
+
+
+class TrialRecorder(Callback):
+    def __init__(self, base: dict[str, Any], results: ResultsFolder, target: int, ended: int,
+                 is_interrupted: Callable[[], bool]) -> None:
+        self.base, self.results, self.target, self.ended = base, results, target, ended
+        self.is_interrupted = is_interrupted
+        self.first_error: dict[str, str] = {}  # message -> trial id that first showed it
+        self.errors: list[str] = []
+        self.started: dict[str, float] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started.setdefault(trial.trial_id, time.monotonic())
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        cfg = self._config(trial)
+        if result.get(OUTCOME) is None:
+            if self.is_interrupted():
+                return  # stopped by the interruption, not by the scheduler: the next session resumes it
+            summary = {"student_val_acc": result.get("student_val_acc"), "train_flops": result.get("train_flops")}
+            self.results.write_trial(trial.config["trial_id"], cfg, schema.STOPPED, summary=summary)
+            self._line(trial, cfg, schema.STOPPED, f"val {result.get('student_val_acc', 0):.4f} at student epoch "
+                                                   f"{result.get('student_epoch', 0)}")
+        elif result[OUTCOME] == DIVERGED:
+            self._line(trial, cfg, schema.DIVERGED, result.get(DETAIL, ""))
+        else:
+            self._line(trial, cfg, schema.FINISHED, f"val {result['student_val_acc']:.4f}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        message = error_message(trial)
+        cfg = self._config(trial)
+        self.results.write_trial(trial.config["trial_id"], cfg, schema.ERROR, error=message)
+        self.errors.append(message)
+        first = self.first_error.setdefault(message, trial.config["trial_id"])
+        shown = message if first == trial.config["trial_id"] else f"same error as trial {first}"
+        self._line(trial, cfg, schema.ERROR, shown)
+
+    def _config(self, trial: Any) -> ChainConfig:
+        return ChainConfig.from_flat({**self.base, **flat_from_params(trial.config)})
+
+    def _line(self, trial: Any, cfg: ChainConfig, status: str, detail: str) -> None:
+        self.ended += 1
+        seconds = time.monotonic() - self.started.pop(trial.trial_id, time.monotonic())
+        width = len(str(self.target))
+        text = f"[{self.ended:>{width}}/{self.target}] {trial.config['trial_id']} {status:<10} {cfg.label}"
+        print(f"{text}  {detail}  ({seconds:.0f} s)".rstrip(), file=sys.stdout, flush=True)
+
+
+def error_message(trial: Any) -> str:
+    """The root cause's last line ("ValueError: …"), not Ray's whole remote traceback."""
+    text = _error_text(trial).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _error_text(trial: Any) -> str:
+    # When the callback runs, the error file is in the driver's staging folder; storage gets it later.
+    local = trial.error_file
+    if local and os.path.exists(local):
+        with open(local) as handle:
+            return handle.read()
+    return str(trial.get_error() or "")

@@ -1,0 +1,222 @@
+"""The study's searcher: Tune's OptunaSearch over the define-by-run space, with the study's rules on top.
+
+- Resume: trials the journal still has RUNNING after a crash (and the results do not hold) are handed out again
+  first, as the same Optuna trial with the same trial id; their finished hops come back from the model store.
+- Distinct configurations: a suggestion equal to a configuration already finished or running in this study is
+  not trained again: Optuna is told the known outcome (at once, or when the running twin ends) and another
+  suggestion is drawn, so it does not use up a trial. When the space has no new configuration left, the search
+  says FINISHED.
+- Outcomes: a finished chain tells its objectives; a diverged or errored one FAIL (TPE learns the region is
+  bad); one stopped early by a scheduler PRUNED. A trial that ends because the study was interrupted is told
+  nothing (Tune does not call the searcher then): it stays RUNNING, and the next session resumes it.
+- Tune results are not forwarded as intermediate values (Optuna's pruner does nothing here, and each would be a
+  journal write).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from study import space
+from study.faults import NO_FAULTS, Faults
+from study.spec import OBJECTIVES, StudySpec
+from study.trainable import DIVERGED, FINISHED, OUTCOME
+from trainables import ChainConfig
+
+TRIAL_ID_ATTR, DUPLICATE_ATTR = "trial_id", "duplicate_of"
+# Consecutive known configurations TPE may propose before the search draws one at random instead; then how many
+# random draws may fail to find a new one before the space counts as exhausted.
+TPE_DUPLICATES, RANDOM_DRAWS = 10, 500
+
+
+@dataclass
+class Known:
+    """A configuration already in the study: its trial, and its outcome once it has one."""
+
+    trial_id: str
+    state: TrialState = TrialState.RUNNING
+    values: list[float] | None = None
+    waiting: list[optuna.trial.Trial] = field(default_factory=list)  # duplicates to tell when it ends
+
+
+@dataclass
+class Resumable:
+    trial_id: str
+    number: int
+    params: dict[str, Any]
+
+
+class Ledger:
+    """Every configuration of the study by its flat chain config, built from the results (the truth) and kept up
+    to date as trials start and end."""
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.base = spec.base_config()
+        self.configs: dict[str, Known] = {}
+        self.size = space.size(spec)
+
+    def key(self, params: dict[str, Any]) -> str:
+        """The key of a suggestion (Optuna params and derived values)."""
+        return self.key_of({**self.base, **space.flat_from_params(params)})
+
+    @staticmethod
+    def key_of(flat: dict[str, Any]) -> str:
+        """The key of a whole flat chain config: equal keys, equal chains."""
+        return repr(sorted(ChainConfig.from_flat(flat).to_flat().items()))
+
+    def get(self, key: str) -> Known | None:
+        return self.configs.get(key)
+
+    def add(self, key: str, known: Known) -> None:
+        self.configs.setdefault(key, known)
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.configs) >= self.size
+
+
+class StudySearch(OptunaSearch):
+    def __init__(self, spec: StudySpec, study: optuna.Study, ledger: Ledger, resume: list[Resumable],
+                 faults: Faults = NO_FAULTS, on_tell: Callable[[], None] = lambda: None) -> None:
+        metric: str | list[str] = list(spec.objectives) if spec.multi_objective else spec.objectives[0]
+        mode: str | list[str] = [OBJECTIVES[o] for o in spec.objectives] if spec.multi_objective \
+            else OBJECTIVES[spec.objectives[0]]
+        self.spec, self.ledger, self.resume, self.faults, self.on_tell = spec, ledger, list(resume), faults, on_tell
+        self.keys: dict[str, str] = {}  # Tune trial id -> configuration key
+        self.exhausted_reason: str | None = None
+        self._study = study
+        self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed + len(study.trials)))
+        super().__init__(space=functools.partial(space.suggest, spec=spec), metric=metric, mode=mode,
+                         sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+
+    def _setup_study(self, mode: str | list[str]) -> None:
+        # The study is already loaded (and its warm starts enqueued once): don't create or enqueue again.
+        self._ot_study = self._study
+
+    # Tune snapshots a searcher with its experiment; this one's state lives in the journal and the results, and a
+    # session is never restored from a snapshot (study.reconcile rebuilds it): nothing to save, and no O(trials)
+    # pickle rewritten at every snapshot.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    # --- handing out trials -------------------------------------------------------------------------------------
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.resume:
+            return self._resume(trial_id, self.resume.pop(0))
+        duplicates = 0
+        while not self.ledger.exhausted:
+            ot_trial = self._ask(duplicates)
+            if ot_trial is None:
+                break
+            config = self._suggest_from_define_by_run_func(self._space, ot_trial)
+            key = self.ledger.key(config)
+            known = self.ledger.get(key)
+            if known is None:
+                return self._start(trial_id, ot_trial, config, key)
+            self._duplicate(ot_trial, known)
+            duplicates += 1
+        self.exhausted_reason = self.exhausted_reason or (
+            f"the search space holds only {len(self.ledger.configs)} distinct configurations")
+        return Searcher.FINISHED
+
+    def _ask(self, duplicates: int) -> optuna.trial.Trial | None:
+        """TPE's next suggestion; after TPE_DUPLICATES known ones in a row, a random new configuration instead
+        (TPE keeps proposing a good configuration it already has, e.g. the parameter-free nokd)."""
+        if duplicates >= TPE_DUPLICATES:
+            fresh = self._random_new_config()
+            if fresh is None:
+                self.exhausted_reason = f"no new configuration in {RANDOM_DRAWS} random draws"
+                return None
+            self._ot_study.enqueue_trial(fresh)
+        return self._ot_study.ask()
+
+    def _random_new_config(self) -> dict[str, Any] | None:
+        for _ in range(RANDOM_DRAWS):
+            trial = self._random.ask()
+            config = self._suggest_from_define_by_run_func(self._space, trial)
+            self._random.tell(trial, state=TrialState.FAIL)
+            if self.ledger.get(self.ledger.key(config)) is None:
+                return dict(trial.params)
+        return None
+
+    def _start(self, trial_id: str, ot_trial: optuna.trial.Trial, config: dict[str, Any], key: str) -> dict:
+        study_trial_id = uuid.uuid4().hex[:8]
+        ot_trial.set_user_attr(TRIAL_ID_ATTR, study_trial_id)
+        self.faults.point("after-ask")
+        self.ledger.add(key, Known(study_trial_id))
+        self._ot_trials[trial_id], self.keys[trial_id] = ot_trial, key
+        return {**config, "trial_id": study_trial_id}
+
+    def _resume(self, trial_id: str, resumable: Resumable) -> dict[str, Any]:
+        storage_id = self._ot_study._storage.get_trial_id_from_study_id_trial_number(
+            self._ot_study._study_id, resumable.number)
+        config = space.flat_from_params(resumable.params)
+        self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, storage_id)
+        self.keys[trial_id] = self.ledger.key(config)
+        return {**config, "trial_id": resumable.trial_id}
+
+    def _duplicate(self, ot_trial: optuna.trial.Trial, known: Known) -> None:
+        ot_trial.set_user_attr(DUPLICATE_ATTR, known.trial_id)
+        if known.state == TrialState.RUNNING:
+            known.waiting.append(ot_trial)
+        else:
+            self._tell(ot_trial, known.state, known.values)
+
+    # --- outcomes -------------------------------------------------------------------------------------------------
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        pass
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        ot_trial, key = self._ot_trials.pop(trial_id, None), self.keys.pop(trial_id, None)
+        if ot_trial is None:
+            return
+        state, values = outcome(result, error, self.metric)
+        if state == TrialState.PRUNED and result is not None and not isinstance(self.metric, list):
+            # TPE ranks pruned trials by their last intermediate value: what the stopped student reached.
+            ot_trial.report(float(result.get(self.metric, 0.0)), int(result.get("student_epoch", 0)))
+        self.faults.point("before-tell")
+        self._tell(ot_trial, state, values)
+        known = self.ledger.get(key) if key else None
+        if known is not None:
+            known.state, known.values = state, values
+            for waiting in known.waiting:
+                self._tell(waiting, state, values)
+            known.waiting = []
+        self.faults.point("after-tell")
+        self.on_tell()
+
+    def _tell(self, ot_trial: optuna.trial.Trial | int, state: TrialState, values: list[float] | None) -> None:
+        if state != TrialState.COMPLETE:
+            values = None
+        elif not isinstance(self.metric, list):
+            values = values[0]
+        self._ot_study.tell(ot_trial, values, state=state, skip_if_finished=True)
+
+
+def outcome(result: dict[str, Any] | None, error: bool, metric: str | list[str]) -> tuple[TrialState, list | None]:
+    """How a trial's end reads to Optuna: its objectives, FAIL (errored, diverged) or PRUNED (stopped early)."""
+    if error or result is None:
+        return TrialState.FAIL, None
+    if result.get(OUTCOME) == DIVERGED:
+        return TrialState.FAIL, None
+    if result.get(OUTCOME) != FINISHED:
+        return TrialState.PRUNED, None
+    metrics = metric if isinstance(metric, list) else [metric]
+    values = [float(result[m]) for m in metrics]
+    if not all(math.isfinite(v) for v in values):
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, values

@@ -1,0 +1,30 @@
+"""Everything that differs between CPU and CUDA, in one place, so CPU tests can reach every branch of it."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" is the first GPU when there is one; anything else is taken as written ("cpu", "cuda:1")."""
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def configure_backends(device: torch.device) -> None:
+    """Fixed input shapes: on CUDA let cuDNN pick the fastest kernels (bit-exactness is promised on CPU only)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """"auto": bf16 on GPUs (no loss scaling needed), fp32 on CPU, where it keeps runs bit-exact."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def autocast_for(device: torch.device, precision: str = "auto") -> ContextManager[object]:
+    if uses_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
