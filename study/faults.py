@@ -1,7 +1,7 @@
 """Fault injection for tests: named points in the driver and in the trials where a test can stop the world.
 
-`KDSTUDY_FAULT="point[:action],…"` and `KDSTUDY_FAULT_DIR=<folder>` (markers go there). Each point fires once per
-process. Actions:
+`KDSTUDY_FAULT="point[:action],…"` and `KDSTUDY_FAULT_DIR=<folder>` (markers go there). Actions (each fires once
+per process, except `raise`, which fires every time):
 - `block` (the default): write `<dir>/<point>.fired` (with this process's pid), then wait forever, so the test
   can `kill -9` the driver's process group at exactly this point;
 - `mark`: write the marker and go on;
@@ -41,7 +41,7 @@ class Faults:
 
     def point(self, name: str) -> None:
         action = self.actions().get(name)
-        if action is None or name in _fired:
+        if action is None or (name in _fired and action != "raise"):
             return
         _fired.add(name)
         if action in ("block", "mark") and self.folder:

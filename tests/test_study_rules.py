@@ -1,0 +1,142 @@
+"""A study's rules on the real cluster: diverged chains, growing a study, changed settings, distinct
+configurations, and store entries that cannot be read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.report import write_report
+from study import run_cmd
+from study.cli import main
+from study.hop_store import RunHopStore
+from study.runner import run_study
+from study.spec import load_spec
+from analysis.storage import locate
+from trainables import ChainConfig, StoredHop, train_chain
+
+BASE = """
+teacher = "plain4"
+student = "plain2"
+ta_candidates = []
+methods = ["nokd", "kd"]
+epochs = 1
+max_concurrent = 2
+max_failures = 0
+{extra}
+[chain]
+width = 0.25
+train_size = 300
+val_size = 100
+lr = {lr}
+batch_size = {batch}
+"""
+
+
+def _spec(tmp_path: Path, extra: str = "", lr: float = 0.05, batch: int = 128) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(BASE.format(extra=extra, lr=lr, batch=batch))
+    return path
+
+
+def _journal(run: Path) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(run / "results" / "optuna_journal.log"))
+    return optuna.load_study(study_name=run.name, storage=optuna.storages.JournalStorage(backend))
+
+
+def test_a_diverging_trial_fails_alone_and_trains_nothing_below(ray_cluster: str, tmp_path: Path) -> None:
+    # T = 20 and α = 1 at lr 0.2 blow up the KD student (its logit gradients are T times larger); nokd, from
+    # labels at the same lr, trains.
+    spec = load_spec(_spec(tmp_path, "trials = 2\ntemperature_range = [20, 20]\nalpha_range = [1, 1]\n",
+                           lr=0.2, batch=32), {"storage": str(tmp_path), "name": "diverging", "epochs": 2})
+    outcome = run_study(spec)
+    assert run_cmd.finish(outcome, spec, report=False) == 0  # the other trial finished: the study goes on
+    run = tmp_path / "diverging"
+    rows = {r["method"]: r for r in pq.read_table(run / "results" / "trials").to_pylist()}
+    assert rows["nokd"]["status"] == "TERMINATED"
+    kd = rows["kd"]
+    assert kd["status"] == "DIVERGED" and kd["student_val_acc"] is None
+    assert kd["error"].startswith("diverged: hop 1 (student plain2), epoch 1: training loss ")
+    hops = [h for h in pq.read_table(run / "results" / "hops").to_pylist() if h["trial_id"] == kd["trial_id"]]
+    assert [h["role"] for h in hops] == ["teacher"]  # no lower hop was trained
+    stored = {p.stem for p in (run / "models").glob("*.pt")}
+    assert len(stored) == 2  # the teacher and nokd's student; nothing diverged was stored
+    states = {t.user_attrs["trial_id"]: t.state for t in _journal(run).trials}
+    assert states[kd["trial_id"]] == optuna.trial.TrialState.FAIL  # TPE learns the region is bad
+    summary = (write_report(str(run)).path + "/summary.md")
+    text = Path(summary).read_text()
+    assert "| DIVERGED | 1 |" in text and "1 trial diverged" in text
+
+
+def test_a_larger_trials_grows_the_study_from_its_journal(ray_cluster: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    spec_file = _spec(tmp_path, "trials = 2\n")
+    argv = ["run", "--spec", str(spec_file), "--storage", str(tmp_path), "--name", "growing", "--no-report"]
+    assert main(argv) == 0
+    run = tmp_path / "growing"
+    first = {p.name for p in (run / "results" / "trials").iterdir()}
+    assert len(first) == 2 and len(_journal(run).trials) == 2
+
+    assert main([*argv, "--trials", "4"]) == 0
+    assert "growing the study from 2 to 4 trials" in capsys.readouterr().out
+    assert {p.name for p in (run / "results" / "trials").iterdir()} > first  # earlier trials kept, not re-run
+    trials = [t for t in _journal(run).trials if "trial_id" in t.user_attrs]  # not TPE's repeated proposals
+    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # TPE sampled the new trials from the journal that holds the first two: they are numbered after them
+    old = [t.number for t in trials if t.user_attrs["trial_id"] + ".parquet" in first]
+    new = [t.number for t in trials if t.user_attrs["trial_id"] + ".parquet" not in first]
+    assert old == [0, 1] and len(new) == 2 and min(new) > max(old)
+
+
+def test_any_other_changed_setting_exits_2_listing_the_differences(ray_cluster: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    spec_file = _spec(tmp_path, "trials = 1\n")
+    argv = ["run", "--spec", str(spec_file), "--storage", str(tmp_path), "--name", "fixed", "--methods", "nokd",
+            "--no-report"]
+    assert main(argv) == 0
+    before = sorted(p.name for p in (tmp_path / "fixed").rglob("*"))
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "3", "--seed", "7", "--max-concurrent", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"kdstudy run: settings: {tmp_path / 'fixed'} was started with other settings (epochs 1 → 3, "
+                   "seed 0 → 7); a study can only grow (a larger --trials); use another --name for new settings")
+    assert sorted(p.name for p in (tmp_path / "fixed").rglob("*")) == before  # nothing written
+
+
+def test_known_configurations_are_not_trained_twice_and_an_exhausted_space_ends_the_study(
+        ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # nokd, and kd at one fixed T and α: the space holds two chains, whatever TPE proposes
+    spec_file = _spec(tmp_path, "trials = 5\ntemperature_range = [4, 4]\nalpha_range = [0.5, 0.5]\n")
+    assert main(["run", "--spec", str(spec_file), "--storage", str(tmp_path), "--name", "small", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "the study has 2 of the 5 trials asked for: the search space holds only 2 distinct configurations" in out
+    run = tmp_path / "small"
+    rows = pq.read_table(run / "results" / "trials").to_pylist()
+    assert sorted(r["method"] for r in rows) == ["kd", "nokd"]
+    trials = _journal(run).trials
+    by_id = {t.user_attrs["trial_id"]: t for t in trials if "trial_id" in t.user_attrs}
+    assert len(by_id) == 2
+    for duplicate in (t for t in trials if "duplicate_of" in t.user_attrs):  # Optuna got the known value
+        original = by_id[duplicate.user_attrs["duplicate_of"]]
+        assert duplicate.params == original.params and duplicate.value == original.value
+
+
+def test_an_unreadable_store_entry_is_retrained_and_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                              ) -> None:
+    cfg = ChainConfig.from_flat({"method": "nokd", "train_size": 200, "val_size": 50, "width": 0.25, "epochs": 1})
+    store = RunHopStore(locate(str(tmp_path / "models")))
+    first = train_chain(cfg, store=store)
+    entry = tmp_path / "models" / f"{first.student.key}.pt"
+    whole = entry.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"not a stored hop"):  # a truncated upload, a foreign file
+        entry.write_bytes(broken)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="kdstudy"):
+            assert store.get(first.student.key) is None
+        assert len(caplog.records) == 1 and "unreadable" in caplog.records[0].getMessage()
+        again = train_chain(cfg, store=store)
+        assert not again.student.reused and again.student.val_acc == first.student.val_acc
+        assert isinstance(store.get(first.student.key), StoredHop)  # replaced by a whole entry

@@ -1,0 +1,154 @@
+"""Studies that survive: a real driver process (`kdstudy run`, joined to the session's cluster) killed with
+SIGKILL at precise points, interrupted with SIGINT and SIGTERM, and run again until its study is complete.
+
+The points are fault-injection hooks (`study.faults`): a hook writes a marker and blocks, and the test kills the
+driver's process group once the marker is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+
+from tests.analysis_fixtures import ROOT
+
+# A hop in progress (hop 1's first epoch done, not stored), a trial whose rows are written but whose result never
+# reached the driver, a result the driver has not told Optuna yet, and a trial in the journal that never started.
+KILL_POINTS = ["epoch-1-1", "results-written", "before-tell", "after-ask"]
+TRIALS = 4
+
+
+def _driver(spec: Path, storage: Path, name: str, address: str, faults: Path, fault: str = "",
+            trials: int = TRIALS) -> subprocess.Popen:
+    env = {**os.environ, "KDSTUDY_FAULT": fault, "KDSTUDY_FAULT_DIR": str(faults), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "study.cli", "run", "--spec", str(spec), "--storage", str(storage), "--name", name,
+            "--address", address, "--trials", str(trials), "--max-concurrent", "1", "--no-report"]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(marker: Path, driver: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if driver.poll() is not None:
+            out, err = driver.communicate()
+            pytest.fail(f"the driver ended before {marker.name}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            os.killpg(driver.pid, signal.SIGKILL)
+            pytest.fail(f"no {marker.name} in {timeout} s")
+        time.sleep(0.1)
+
+
+def _kill_group(driver: subprocess.Popen) -> str:
+    os.killpg(driver.pid, signal.SIGKILL)
+    out, _ = driver.communicate()
+    return out
+
+
+def _journal(run: Path) -> list[optuna.trial.FrozenTrial]:
+    backend = optuna.storages.journal.JournalFileBackend(str(run / "results" / "optuna_journal.log"))
+    return optuna.load_study(study_name=run.name, storage=optuna.storages.JournalStorage(backend)).trials
+
+
+def _rows(run: Path, table: str) -> list[dict]:
+    folder = run / "results" / table
+    return pq.read_table(folder).to_pylist() if folder.exists() else []
+
+
+def _trial_files(run: Path) -> dict[str, int]:
+    return {p.stem: p.stat().st_mtime_ns for p in (run / "results" / "trials").glob("*.parquet")}
+
+
+def test_a_study_killed_at_any_point_resumes_to_exactly_its_trials(ray_cluster: str, spec_file: Path,
+                                                                  tmp_path: Path) -> None:
+    run, faults = tmp_path / "kills", tmp_path / "faults"
+    faults.mkdir()
+    outputs = []
+    finished_at: list[dict[str, int]] = []  # the trials' result files after each killed session
+    for point in KILL_POINTS:
+        driver = _driver(spec_file, tmp_path, "kills", ray_cluster, faults, point)
+        _wait_for(faults / f"{point}.fired", driver)
+        outputs.append(_kill_group(driver))
+        finished_at.append(_trial_files(run))
+        states = [t.state for t in _journal(run)]
+        assert optuna.trial.TrialState.RUNNING in states, point  # the crash left the journal behind the truth
+
+    first = _journal(run)[0].user_attrs["trial_id"]
+    assert finished_at[0] == {}  # killed inside hop 1 of the first trial
+    assert list(finished_at[1]) == [first]  # its rows written, its result never reported
+    assert len(finished_at[2]) == 2 and len(finished_at[3]) == 2
+
+    driver = _driver(spec_file, tmp_path, "kills", ray_cluster, faults)
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err
+    outputs.append(out)
+
+    trials = _rows(run, "trials")
+    ids = [t["trial_id"] for t in trials]
+    assert len(ids) == len(set(ids)) == TRIALS and all(t["status"] == "TERMINATED" for t in trials)
+    journal = [t for t in _journal(run) if "trial_id" in t.user_attrs]
+    assert sorted(t.user_attrs["trial_id"] for t in journal) == sorted(ids)  # once each in the journal ...
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in journal)  # ... and COMPLETE
+    values = {t["trial_id"]: t["student_val_acc"] for t in trials}
+    assert all(t.value == pytest.approx(values[t.user_attrs["trial_id"]]) for t in journal)
+    # a trial that had finished was never trained again: its files are as the session that finished it left them
+    final = _trial_files(run)
+    assert {k: final[k] for k in finished_at[1]} == finished_at[1]
+    assert {k: final[k] for k in finished_at[3]} == finished_at[3]
+    shown = [m for out in outputs for m in re.findall(r"^\[ *\d+/\d+\] (\w+) ", out, flags=re.M)]
+    assert len(shown) == len(set(shown)) and first not in shown  # the first's result never reached a driver
+    # the trial killed inside hop 1 resumed there: its teacher came back from the model store
+    hops = sorted((h for h in _rows(run, "hops") if h["trial_id"] == first), key=lambda h: h["index"])
+    assert [h["reused"] for h in hops] == [True, False, False, False]
+
+
+def test_sigint_and_sigterm_stop_cleanly_and_the_study_resumes(ray_cluster: str, spec_file: Path,
+                                                               tmp_path: Path) -> None:
+    run, faults = tmp_path / "signals", tmp_path / "faults"
+    faults.mkdir()
+    # Ctrl-C: SIGINT to the driver's whole process group, while the first trial trains its teacher
+    driver = _driver(spec_file, tmp_path, "signals", ray_cluster, faults, "epoch-0-1:mark", trials=3)
+    _wait_for(faults / "epoch-0-1.fired", driver)
+    os.killpg(driver.pid, signal.SIGINT)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130, err
+    assert re.search(r"^interrupted: 0 of 3 trials finished; run the same command to resume$", err, flags=re.M)
+    assert "best configuration" not in out
+    assert [t.state for t in _journal(run)][0] == optuna.trial.TrialState.RUNNING  # left for the next session
+
+    # SIGTERM (a scheduler's kill), sent by the driver to itself once it has told Optuna of one trial
+    driver = _driver(spec_file, tmp_path, "signals", ray_cluster, faults, "after-tell:sigterm", trials=3)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 143, err
+    assert re.search(r"^interrupted: 1 of 3 trials finished; run the same command to resume$", err, flags=re.M)
+    assert "best configuration" not in out and "resuming 1" in out
+
+    driver = _driver(spec_file, tmp_path, "signals", ray_cluster, faults, trials=3)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
+    assert "best configuration" in out
+    trials = _rows(run, "trials")
+    assert len({t["trial_id"] for t in trials}) == 3
+    assert sum("trial_id" in t.user_attrs and t.state == optuna.trial.TrialState.COMPLETE
+               for t in _journal(run)) == 3
+
+
+def test_every_trial_failing_the_same_way_shows_the_error_once(ray_cluster: str, spec_file: Path,
+                                                                tmp_path: Path) -> None:
+    driver = _driver(spec_file, tmp_path, "failing", ray_cluster, tmp_path, "trial-start:raise", trials=3)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 1
+    console = out + err
+    assert console.count("RuntimeError: injected fault at trial-start") == 1, console
+    assert "Traceback" not in console and console.count("same error as trial") == 2
+    assert re.search(r"^kdstudy run: no trial finished its chain \(3 ERROR\); the errors are shown above$", err,
+                     flags=re.M)
