@@ -24,7 +24,7 @@ from study import cluster
 from study.claims import RayClaims, start_board
 from study.errors import UsageError
 from study.hop_store import RunHopStore
-from study.recorder import error_message
+from study.recorder import NoTuneProgress, error_message
 from study.results import ResultsFolder
 from study.runner import QUIET_TUNE, trial_dirname
 from study.trainable import TrialContext
@@ -124,7 +124,7 @@ def run_confirmation(run_uri: str, jobs: list[dict[str, Any]], resources: dict[s
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=time.strftime("confirm-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}",
                                   storage_path=tune_folder.path, storage_filesystem=tune_folder.fs,
-                                  callbacks=[recorder], verbose=0),
+                                  callbacks=[recorder, NoTuneProgress()], verbose=0),
     )
     tuner.fit()
     ray.kill(board)

@@ -1,9 +1,10 @@
 """Fault injection for tests: named points in the driver and in the trials where a test can stop the world.
 
-`KDSTUDY_FAULT="point[:action],…"` and `KDSTUDY_FAULT_DIR=<folder>` (markers go there). Actions (each fires once
-per process, except `raise`, which fires every time):
-- `block` (the default): write `<dir>/<point>.fired` (with this process's pid), then wait forever, so the test
-  can `kill -9` the driver's process group at exactly this point;
+`KDSTUDY_FAULT="point[:action],…"` and `KDSTUDY_FAULT_DIR=<folder>` (markers go there). A point fires once: the
+first process to reach it creates its marker, and the marker keeps every other process (a second trial, a retry)
+from firing it again — except `raise`, which fires every time. Actions:
+- `block` (the default): write `<dir>/<point>.fired` (JSON: this process's pid and Ray node), then wait
+  forever, so the test can `kill -9` the driver's process group (or the node) at exactly this point;
 - `mark`: write the marker and go on;
 - `sigint`, `sigterm`: the process sends itself that signal (the driver's interruption, at a known point);
 - `raise`: raise RuntimeError("injected fault at <point>").
@@ -16,6 +17,7 @@ reported). The driver passes its settings to the trials (`Faults.from_env()` tra
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -41,11 +43,8 @@ class Faults:
 
     def point(self, name: str) -> None:
         action = self.actions().get(name)
-        if action is None or (name in _fired and action != "raise"):
+        if action is None or (action != "raise" and not self._first(name)):
             return
-        _fired.add(name)
-        if action in ("block", "mark") and self.folder:
-            Path(self.folder, f"{name}.fired").write_text(str(os.getpid()))
         if action == "block":
             threading.Event().wait()
         elif action in ("sigint", "sigterm"):
@@ -53,5 +52,25 @@ class Faults:
         elif action == "raise":
             raise RuntimeError(f"injected fault at {name}")
 
+    def _first(self, name: str) -> bool:
+        """Claims the point for this process: True once across every process sharing the marker folder."""
+        if self.folder is None:
+            first = name not in _fired
+            _fired.add(name)
+            return first
+        try:
+            fd = os.open(Path(self.folder, f"{name}.fired"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as marker:
+            json.dump({"pid": os.getpid(), "node": _node()}, marker)
+        return True
+
 
 NO_FAULTS = Faults()
+
+
+def _node() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

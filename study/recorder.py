@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 from ray.tune import Callback
+from ray.tune.progress_reporter import TrialProgressCallback
 
 from analysis import schema
 from study.results import ResultsFolder
@@ -64,6 +65,19 @@ class TrialRecorder(Callback):
         width = len(str(self.target))
         text = f"[{self.ended:>{width}}/{self.target}] {trial.config['trial_id']} {status:<10} {cfg.label}"
         print(f"{text}  {detail}  ({seconds:.0f} s)".rstrip(), file=sys.stdout, flush=True)
+
+
+class NoTuneProgress(TrialProgressCallback):
+    """Tune adds a progress printer unless one is given: this one prints nothing (the study prints its lines)."""
+
+    def on_trial_result(self, *args: Any, **info: Any) -> None:
+        pass
+
+    def on_trial_error(self, *args: Any, **info: Any) -> None:
+        pass
+
+    def on_trial_complete(self, *args: Any, **info: Any) -> None:
+        pass
 
 
 def error_message(trial: Any) -> str:

@@ -28,7 +28,7 @@ from study.claims import start_board
 from study.faults import Faults
 from study.journal import Journal
 from study.reconcile import Plan, reconcile
-from study.recorder import TrialRecorder
+from study.recorder import NoTuneProgress, TrialRecorder
 from study.results import ResultsFolder
 from study.search import StudySearch
 from study.space import warm_start_points
@@ -122,7 +122,7 @@ def _tuner(spec: StudySpec, trainable: Trainable, context: TrialContext, searche
                                     max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=session, storage_path=tune_folder.path,
-                                  storage_filesystem=tune_folder.fs, callbacks=[recorder], stop=interruption,
+                                  storage_filesystem=tune_folder.fs, callbacks=[recorder, NoTuneProgress()], stop=interruption,
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=0),
     )
 

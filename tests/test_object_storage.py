@@ -1,0 +1,146 @@
+"""A study on object storage: a real S3 API server (moto's server mode) on 127.0.0.1, a study run, reported,
+confirmed and grown through `s3://…?endpoint_override=…&scheme=http` URIs, with hops shared through the store on
+the bucket and the Optuna journal kept beside the results."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.load import load_run
+from study.cli import main
+
+BUCKET = "kdstudy-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("the S3 server did not start")
+                time.sleep(0.2)
+        endpoint = f"127.0.0.1:{port}"
+        _s3(endpoint).create_dir(BUCKET)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _s3(endpoint: str) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1",
+                             allow_bucket_creation=True)
+
+
+def _names(fs: pafs.FileSystem, folder: str) -> list[str]:
+    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)))
+
+
+def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, spec_file: Path, s3_endpoint: str,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the driver's local copy of the journal
+    query = f"endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
+    storage, run_uri = f"s3://{BUCKET}/studies?{query}", f"s3://{BUCKET}/studies/ons3?{query}"
+    argv = ["run", "--spec", str(spec_file), "--storage", storage, "--name", "ons3", "--no-report"]
+    assert main([*argv, "--trials", "3"]) == 0
+    fs, results = _s3(s3_endpoint), f"{BUCKET}/studies/ons3/results"
+
+    assert len(_names(fs, f"{results}/trials")) == 3
+    hops = pq.read_table(f"{results}/hops", filesystem=fs).to_pylist()
+    teachers = [h for h in hops if h["role"] == "teacher"]
+    assert len(teachers) == 3 and sum(not h["reused"] for h in teachers) == 1  # shared through the bucket's store
+    assert len(_names(fs, f"{BUCKET}/studies/ons3/models")) >= 1
+
+    # the journal beside the results opens in Optuna (what optuna-dashboard does) after a download
+    local = tmp_path / "journal.log"
+    with fs.open_input_stream(f"{results}/optuna_journal.log") as stream:
+        local.write_bytes(stream.read())
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(local)))
+    study = optuna.load_study(study_name="ons3", storage=journal)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE and "trial_id" in t.user_attrs for t in study.trials) == 3
+
+    capsys.readouterr()
+    assert main(["report", run_uri]) == 0
+    assert capsys.readouterr().out.strip() == f"report: s3://{BUCKET}/studies/ons3/report?{query}/"
+    report = _names(fs, f"{BUCKET}/studies/ons3/report")
+    assert {"summary.md", "best_config.json", "pareto.png", "methods.png"} <= set(report)
+
+    assert main(["confirm", run_uri, "--top", "1", "--seeds", "1"]) == 0
+    confirm = pq.read_table(f"{results}/confirm", filesystem=fs).to_pylist()
+    assert len(confirm) == 1 and confirm[0]["status"] == "TERMINATED"
+
+    # a rerun from another machine: no local journal, it starts from the bucket's copy and grows the study
+    shutil.rmtree(tmp_path / "cache")
+    assert main([*argv, "--trials", "4"]) == 0
+    loaded = load_run(run_uri)
+    assert len(loaded.trials) == 4 and loaded.trials["trial_id"].is_unique and len(loaded.confirm) == 1
+    with fs.open_input_stream(f"{results}/optuna_journal.log") as stream:
+        local.write_bytes(stream.read())
+    study = optuna.load_study(study_name="ons3", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(local))))
+    assert sorted(t.user_attrs["trial_id"] for t in study.trials if "trial_id" in t.user_attrs) == \
+        sorted(loaded.trials["trial_id"])
+
+
+def test_a_journal_that_lost_its_tail_is_completed_from_the_results(ray_cluster: str, spec_file: Path,
+                                                                    s3_endpoint: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver uploads the journal at most every 30 s: one that died between uploads leaves a copy that misses
+    trials the results hold. The next session adds them back, so the sampler and the count agree with the truth."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    query = f"endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
+    argv = ["run", "--spec", str(spec_file), "--storage", f"s3://{BUCKET}/studies?{query}", "--name", "tail",
+            "--no-report", "--methods", "nokd,kd"]
+    assert main([*argv, "--trials", "2"]) == 0
+    fs, journal = _s3(s3_endpoint), f"{BUCKET}/studies/tail/results/optuna_journal.log"
+    with fs.open_input_stream(journal) as stream:
+        lines = io.BytesIO(stream.read()).read().splitlines(keepends=True)
+    with fs.open_output_stream(journal) as stream:  # as if the last upload had happened before the 2nd trial
+        stream.write(b"".join(lines[: _end_of_first_trial(lines)]))
+    shutil.rmtree(tmp_path / "cache")
+
+    assert main([*argv, "--trials", "3"]) == 0
+    assert len(load_run(f"s3://{BUCKET}/studies/tail?{query}").trials) == 3
+    with fs.open_input_stream(journal) as stream:
+        (tmp_path / "j.log").write_bytes(stream.read())
+    study = optuna.load_study(study_name="tail", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))))
+    ids = [t.user_attrs["trial_id"] for t in study.trials if "trial_id" in t.user_attrs]
+    assert len(ids) == len(set(ids)) == 3
+
+
+def _end_of_first_trial(lines: list[bytes]) -> int:
+    """The journal lines up to the first trial's completion (a "set state and values" entry, state COMPLETE)."""
+    for i, line in enumerate(lines):
+        entry = json.loads(line)
+        if entry.get("op_code") == 6 and entry.get("state") == optuna.trial.TrialState.COMPLETE.value:
+            return i + 1
+    raise AssertionError("no finished trial in the journal")
