@@ -22,6 +22,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/ray_overhead.py
 	$(BIN)/python bench/predictions_layout.py
+	$(BIN)/python bench/driver_scale.py
+	$(BIN)/python bench/fidelity.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,8 +2,8 @@
 OptunaSearch hands out the trials still to run (resumed ones first), until the study has its trials, the space
 is exhausted, or a signal interrupts it.
 
-Every session is a new Tune experiment (`<run>/tune/<session>`); a rerun never restores Tune's snapshot, it
-rebuilds the state from the results the trials wrote (`study.reconcile`).
+Every session is a new Tune experiment (`<run>/tune/<yymmdd-HHMM-xxxx>`); a rerun never restores Tune's snapshot,
+it rebuilds the state from the results the trials wrote (`study.reconcile`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 import ray
@@ -37,9 +37,12 @@ from study.trainable import TrialContext, chain_trainable
 
 Trainable = Callable[..., None]
 # Tune's console output and per-trial logs are replaced by the study's own lines and Parquet rows; the study
-# handles SIGINT itself. Read by Tune when an experiment starts.
+# handles SIGINT itself; and Tune's experiment snapshot, which no rerun reads (study.reconcile rebuilds a session
+# from the results), is written once a day and at the session's end instead of every few seconds — each write is
+# O(trials). Read by Tune when an experiment starts.
 QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
-              "TUNE_DISABLE_SIGINT_HANDLER": "1", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+              "TUNE_DISABLE_SIGINT_HANDLER": "1", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+              "TUNE_GLOBAL_CHECKPOINT_S": "86400"}
 
 
 @dataclass
@@ -56,7 +59,9 @@ class StudyOutcome:
         return sum(self.counts.values())
 
 
-def run_study(spec: StudySpec, trainable: Trainable = chain_trainable) -> StudyOutcome:
+def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
+              callbacks: Sequence[tune.Callback] = ()) -> StudyOutcome:
+    """Runs the study's next session; `callbacks` also watch its Tune experiment (a benchmark's clock)."""
     for name, value in QUIET_TUNE.items():
         os.environ.setdefault(name, value)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -69,7 +74,7 @@ def run_study(spec: StudySpec, trainable: Trainable = chain_trainable) -> StudyO
     outcome = StudyOutcome(run.uri, spec.trials)
     try:
         if spec.trials > plan.ended:
-            _session(spec, trainable, study, plan, results, journal, outcome)
+            _session(spec, trainable, study, plan, results, journal, outcome, callbacks)
     finally:
         journal.sync(force=True)
     outcome.counts = _counts(results)
@@ -77,16 +82,20 @@ def run_study(spec: StudySpec, trainable: Trainable = chain_trainable) -> StudyO
 
 
 def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: Plan, results: ResultsFolder,
-             journal: Journal, outcome: StudyOutcome) -> None:
+             journal: Journal, outcome: StudyOutcome, callbacks: Sequence[tune.Callback]) -> None:
     faults = Faults.from_env()
     with Interruption() as interruption:
         board_name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
         board = start_board(board_name)  # held until the session ends
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync)
-        context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults)
+        asha = spec.scheduler == "asha"
+        context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults,
+                               metrics=(*spec.objectives, *(["student_epoch"] if asha else [])), epoch_reports=asha)
         recorder = TrialRecorder(spec.base_config(), results, spec.trials, plan.ended, interruption.is_set)
         _print_start(spec, plan.ended, len(plan.resume))
-        _tuner(spec, trainable, context, searcher, recorder, interruption).fit()
+        tuner = _tuner(spec, trainable, context, searcher, [recorder, NoTuneProgress(), *callbacks], interruption,
+                       num_samples=spec.trials - plan.ended)
+        tuner.fit()
         ray.kill(board)
     outcome.signal, outcome.errors = interruption.signal, recorder.errors
     outcome.exhausted = searcher.exhausted_reason
@@ -110,26 +119,27 @@ def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
 
 
 def _tuner(spec: StudySpec, trainable: Trainable, context: TrialContext, searcher: StudySearch,
-           recorder: TrialRecorder, interruption: Interruption) -> tune.Tuner:
+           callbacks: list[tune.Callback], interruption: Interruption, num_samples: int) -> tune.Tuner:
     bound = tune.with_parameters(trainable, context=context)
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
     tune_folder = spec.run / "tune"
-    session = time.strftime("session-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}"
+    # short: Tune repeats the session's and the trial's folder names in every trial's entry of its experiment state
+    session = time.strftime("%y%m%d-%H%M") + f"-{uuid.uuid4().hex[:4]}"
     return tune.Tuner(
         tune.with_resources(bound, resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec),
-                                    num_samples=spec.trials - recorder.ended,
+                                    num_samples=num_samples,
                                     max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=session, storage_path=tune_folder.path,
-                                  storage_filesystem=tune_folder.fs, callbacks=[recorder, NoTuneProgress()], stop=interruption,
-                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=0),
+        run_config=tune.RunConfig(name=session, storage_path=tune_folder.path, storage_filesystem=tune_folder.fs,
+                                  callbacks=callbacks, stop=interruption, verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
 
 
 def trial_dirname(trial: Any) -> str:
     # Tune's default name spells out every parameter; the Parquet rows hold those, the study's id is enough.
-    return f"trial_{trial.config.get('trial_id', trial.trial_id)}"
+    return str(trial.config.get("trial_id", trial.trial_id))
 
 
 def _scheduler(spec: StudySpec) -> TrialScheduler:

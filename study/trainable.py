@@ -33,6 +33,11 @@ class TrialContext:
     run_uri: str
     claims_board: str | None = None
     faults: Faults = NO_FAULTS
+    # What a Tune result carries: the objectives, and ASHA's clock when a scheduler stops trials on the student's
+    # epochs (then every epoch reports). Tune keeps statistics of every reported number of every trial in its
+    # experiment state, so a study reports no more than its searcher and scheduler read.
+    metrics: tuple[str, ...] = ("student_val_acc",)
+    epoch_reports: bool = False
 
 
 def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
@@ -43,7 +48,7 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     run = locate(context.run_uri)
     results = ResultsFolder(run / "results")
     claims = RayClaims(context.claims_board, context.faults) if context.claims_board else None
-    reporter = TrialReporter(cfg, trial_id, results, context.faults)
+    reporter = TrialReporter(cfg, trial_id, results, context)
     try:
         result = train_chain(cfg, report=reporter, store=RunHopStore(run / "models", claims))
     except HopDiverged as diverged:
@@ -69,14 +74,14 @@ def _use_assigned_cpus() -> None:
 
 
 class TrialReporter:
-    """Turns the chain's events into Tune results of a few scalars (Tune keeps each trial's last result in its
-    experiment state, so results stay small) and writes each trained hop's epochs when the hop ends.
+    """Turns the chain's events into Tune results of a few scalars and writes each trained hop's epochs when the
+    hop ends.
 
     Every result carries the objectives (0 until known) so searchers and schedulers always find their metric;
     `student_epoch` is ASHA's clock."""
 
-    def __init__(self, cfg: ChainConfig, trial_id: str, results: ResultsFolder, faults: Faults) -> None:
-        self.cfg, self.trial_id, self.results, self.faults = cfg, trial_id, results, faults
+    def __init__(self, cfg: ChainConfig, trial_id: str, results: ResultsFolder, context: TrialContext) -> None:
+        self.cfg, self.trial_id, self.results, self.context = cfg, trial_id, results, context
         self.student_hop = len(cfg.archs) - 1
         self.train_flops = 0
         self.epochs: list[dict[str, Any]] = []  # of the hop being trained
@@ -84,10 +89,11 @@ class TrialReporter:
     def __call__(self, event: dict[str, Any]) -> None:
         if event["event"] == "epoch":
             self.epochs.append(event)
-            is_student = event["hop"] == self.student_hop
-            self.faults.point(f"epoch-{event['hop']}-{event['epoch']}")
-            tune.report(self.metrics(event["val_acc"] if is_student else 0.0, event["epoch"] if is_student else 0,
-                                     self.train_flops))
+            self.context.faults.point(f"epoch-{event['hop']}-{event['epoch']}")
+            if self.context.epoch_reports:
+                is_student = event["hop"] == self.student_hop
+                tune.report(self.metrics(event["val_acc"] if is_student else 0.0,
+                                         event["epoch"] if is_student else 0, self.train_flops))
         else:
             self.write_epochs()
             self.train_flops += event["train_flops"]
@@ -97,6 +103,6 @@ class TrialReporter:
             self.results.write_epochs(self.trial_id, self.epochs[0]["key"], self.epochs)
         self.epochs = []
 
-    @staticmethod
-    def metrics(student_val_acc: float, student_epoch: int, train_flops: int) -> dict[str, Any]:
-        return {"student_val_acc": student_val_acc, "student_epoch": student_epoch, "train_flops": train_flops}
+    def metrics(self, student_val_acc: float, student_epoch: int, train_flops: int) -> dict[str, Any]:
+        known = {"student_val_acc": student_val_acc, "student_epoch": student_epoch, "train_flops": train_flops}
+        return {name: known[name] for name in self.context.metrics}
