@@ -9,6 +9,9 @@ from typing import Iterator
 import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# The device the chain and study tests train on: "cpu" here; bench/gpu_check.py runs them again with "cuda".
+DEVICE = os.environ.get("KDSTUDY_TEST_DEVICE", "cpu")
+ON_GPU = DEVICE.startswith("cuda")
 # Local test clusters: a token found in ~/.ray would turn on token auth, and a second node could not join.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 # The S3 tests talk to a local S3 server that accepts any key; set before Ray starts so trials see them too
@@ -23,12 +26,13 @@ def ray_cluster() -> Iterator[str]:
     """The session's cluster; yields its address, so subprocess drivers can join it with --address."""
     import ray
 
-    context = ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    context = ray.init(num_cpus=2, num_gpus=1 if ON_GPU else 0, include_dashboard=False, configure_logging=False,
+                       log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
 
-TINY_SPEC = """
+TINY_SPEC = f"""
 teacher = "plain6"
 student = "plain2"
 ta_candidates = [4, 3]
@@ -36,12 +40,14 @@ epochs = 1
 trials = 5
 max_concurrent = 2
 max_failures = 0
+gpus_per_trial = {0.25 if ON_GPU else 0}
 
 [chain]
 width = 0.25
 train_size = 300
 val_size = 100
 lr = 0.05
+device = "{DEVICE}"
 """
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import DEVICE, ON_GPU
 from trainables import ChainConfig, HopDiverged, MemoryStore, train_chain
 from trainables.hops import plan_chain
 
-TINY = dict(dataset="mnist5k", train_size=800, val_size=200, width=0.25, epochs=3, lr=0.05, batch_size=64)
+TINY = dict(dataset="mnist5k", train_size=800, val_size=200, width=0.25, epochs=3, lr=0.05, batch_size=64,
+            device=DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,7 @@ def test_three_hop_chain_beats_chance(first_run) -> None:  # noqa: ANN001
         assert 1 <= hop.best_epoch <= 3 and hop.params > 0 and hop.flops > 0 and hop.train_flops > 0
 
 
+@pytest.mark.skipif(ON_GPU, reason="bit-exactness is promised on CPU only (cuDNN picks its kernels by timing)")
 def test_chain_is_bit_for_bit_reproducible_on_cpu(chain_cfg: ChainConfig, first_run) -> None:  # noqa: ANN001
     result, store, _ = first_run
     again = train_chain(chain_cfg)
