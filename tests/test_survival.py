@@ -115,8 +115,8 @@ def test_sigint_and_sigterm_stop_cleanly_and_the_study_resumes(ray_cluster: str,
                                                                tmp_path: Path) -> None:
     run, faults = tmp_path / "signals", tmp_path / "faults"
     faults.mkdir()
-    # Ctrl-C: SIGINT to the driver's whole process group, while the first trial trains its teacher
-    driver = _driver(spec_file, tmp_path, "signals", ray_cluster, faults, "epoch-0-1:mark", trials=3)
+    # Ctrl-C: SIGINT to the driver's whole process group, while the first trial is held inside its teacher's hop
+    driver = _driver(spec_file, tmp_path, "signals", ray_cluster, faults, "epoch-0-1", trials=3)
     _wait_for(faults / "epoch-0-1.fired", driver)
     os.killpg(driver.pid, signal.SIGINT)
     out, err = driver.communicate(timeout=300)
