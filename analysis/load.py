@@ -77,9 +77,14 @@ def read_table(results: Location, name: str, optional: bool = False) -> pd.DataF
     frame = table.to_pandas(types_mapper=_NULLABLE_INTS.get)
     for field in schema.EMPTY[name]:  # the columns a reader can count on, even if no file has them yet
         if field.name not in frame.columns:
-            frame[field.name] = pd.array([None] * len(frame), dtype=field.type.to_pandas_dtype()
-                                         if pa.types.is_floating(field.type) else _NULLABLE_INTS.get(field.type, object))
+            frame[field.name] = pd.array([None] * len(frame), dtype=_pandas_dtype(field.type))
     return frame
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> object:
+    if pa.types.is_floating(arrow_type):
+        return arrow_type.to_pandas_dtype()
+    return _NULLABLE_INTS.get(arrow_type, object)
 
 
 def successful(trials: pd.DataFrame) -> pd.DataFrame:

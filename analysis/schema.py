@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-TABLES = ("trials", "hops", "epochs", "predictions", "confirm")
-
 # Trial statuses. TERMINATED: the chain finished; DIVERGED: a hop's loss blew up (the error says where);
 # STOPPED: an early-stopping scheduler cut it; ERROR: it raised (the error holds the root cause's last line).
 FINISHED, DIVERGED, STOPPED, ERROR = "TERMINATED", "DIVERGED", "STOPPED", "ERROR"

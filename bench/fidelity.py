@@ -5,7 +5,8 @@ default) and with the He initialisation kdstudy used before. Prints test accurac
 
 The task: each class is a smooth random colour pattern (6×6 random colours, upsampled); an image is a randomly
 shifted 32×32 crop of it at 30 % contrast under pixel noise of the same size — learnable, but only after some
-epochs of picking the patterns out of the noise, which is where an initialisation shows. Run: `python bench/fidelity.py` (about 10 minutes on 2 CPU cores; seconds on a GPU).
+epochs of picking the patterns out of the noise, which is where an initialisation shows.
+Run: `python bench/fidelity.py` (about 5 minutes on 2 CPU cores; seconds on a GPU).
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def main() -> None:
     data = synthetic_task(train=500 if quick else 5000, test=200 if quick else 2000)
     stages = [
         ("tests", lambda: run_tests(args.device)),
-        ("throughput", lambda: throughput(device, 5 if quick else 100, (2, 4) if quick else (2, 3, 4, 5, 6, 7, 8, 9, 10))),
+        ("throughput", lambda: throughput(device, 5 if quick else 100, (2, 4) if quick else tuple(range(2, 11)))),
         ("precision", lambda: precisions(data, args.device, 1 if quick else 5)),
         ("packing", lambda: packing(data, args.device, (1, 2) if quick else (1, 2, 4, 8), 1 if quick else 2)),
     ]

@@ -69,9 +69,6 @@ class ClaimBoard:
                 del self.leases[key]
             self.changed.notify_all()
 
-    async def held(self) -> dict[str, str]:
-        return {key: lease.holder for key, lease in self.leases.items() if lease.expires > time.monotonic()}
-
 
 def start_board(name: str) -> ray.actor.ActorHandle:
     """The study's board, pinned to the driver's node (num_cpus=0: it takes no trial's place)."""

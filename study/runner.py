@@ -47,7 +47,6 @@ QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "
 
 @dataclass
 class StudyOutcome:
-    run_uri: str
     target: int
     counts: dict[str, int] = field(default_factory=dict)  # status -> trials that ended with it
     errors: list[str] = field(default_factory=list)  # of this session's errored trials
@@ -71,7 +70,7 @@ def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
     study = _load_study(spec, journal.open())
     results = ResultsFolder(run / "results")
     plan = reconcile(spec, study, results)
-    outcome = StudyOutcome(run.uri, spec.trials)
+    outcome = StudyOutcome(spec.trials)
     try:
         if spec.trials > plan.ended:
             _session(spec, trainable, study, plan, results, journal, outcome, callbacks)

@@ -240,3 +240,16 @@ def test_every_trial_failing_exits_1(ray_cluster: str, spec_file: Path, tmp_path
 
 def failing_for_dgkd_and_takd(config: dict[str, Any], context: TrialContext) -> None:
     raise RuntimeError(f"injected failure for {config['method']}")
+
+
+def test_tune_results_carry_only_a_few_small_scalars(tiny_study: Path) -> None:
+    import json
+
+    state = next((tiny_study / "tune").glob("*/experiment_state-*.json"))
+    trials = json.loads(state.read_text())["trial_data"]
+    assert len(trials) == 5
+    for _, metadata in trials:
+        last = json.loads(metadata)["last_result"]
+        assert len(json.dumps(last)) <= 2048
+        ours = {k for k in last if k not in ("config", "experiment_tag") and not k.startswith(("time", "iter"))}
+        assert {"student_val_acc", "outcome"} <= ours and "chain_record" not in ours

@@ -107,7 +107,8 @@ def _resolve_val_count(val_size: float | int, n_train: int) -> int:
     if count < 1:
         raise DataError(f"val_size: {val_size} of {n_train} training images rounds to 0; use a larger value")
     if count >= n_train:
-        raise DataError(f"val_size: {val_size} holds out {count} of {n_train} training images, leaving none to train on")
+        raise DataError(f"val_size: {val_size} holds out {count} of {n_train} training images, "
+                        "leaving none to train on")
     return count
 
 

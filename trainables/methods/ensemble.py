@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 WEIGHTING = Param("weighting", str, "mean", "how teachers are weighted: mean, learned (stacking on the validation "
                   "split) or confidence (per sample, from each teacher's loss on the true label)",
                   choices=("mean", "learned", "confidence"))
-SPACE = Param("space", str, "prob", "average teachers' probabilities (prob) or logits (logit)", choices=("prob", "logit"))
+SPACE = Param("space", str, "prob", "average teachers' probabilities (prob) or logits (logit)",
+              choices=("prob", "logit"))
 
 
 @register_method
