@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from analysis import schema
 from study import space
 from study.results import ResultsFolder
-from study.search import DUPLICATE_ATTR, TRIAL_ID_ATTR, Known, Ledger, Resumable
+from study.search import DUPLICATE_ATTR, TRIAL_ID_ATTR, Known, Ledger, Resumable, tell
 from study.spec import StudySpec
 from trainables import ChainConfig
 
@@ -58,7 +58,7 @@ def reconcile(spec: StudySpec, study: optuna.Study, results: ResultsFolder) -> P
             else:  # asked for, never handed to a trial
                 study.tell(trial.number, state=TrialState.FAIL)
         elif trial_id in rows:
-            _tell(study, trial.number, rows[trial_id], spec)
+            tell(study, trial.number, STATES[rows[trial_id]["status"]], objectives(rows[trial_id], spec))
         else:
             resume.append(Resumable(trial_id, trial.number, dict(trial.params)))
     for trial_id, row in rows.items():
@@ -77,12 +77,6 @@ def objectives(row: dict[str, Any], spec: StudySpec) -> list[float] | None:
     if row["status"] != schema.FINISHED:
         return None
     return [float(row[o]) for o in spec.objectives]
-
-
-def _tell(study: optuna.Study, number: int, row: dict[str, Any], spec: StudySpec) -> None:
-    values = objectives(row, spec)
-    study.tell(number, values if values is None or spec.multi_objective else values[0], state=STATES[row["status"]],
-               skip_if_finished=True)
 
 
 def _write_lost_row(spec: StudySpec, results: ResultsFolder, trial_id: str, trial: FrozenTrial) -> dict[str, Any]:
@@ -125,5 +119,4 @@ def _settle_duplicates(study: optuna.Study, ledger: Ledger, duplicates: list[Fro
         elif known.state == TrialState.RUNNING:
             known.waiting.append(optuna.trial.Trial(study, trial._trial_id))
         else:
-            values = known.values if known.values is None or len(known.values) > 1 else known.values[0]
-            study.tell(trial.number, values, state=known.state, skip_if_finished=True)
+            tell(study, trial.number, known.state, known.values)

@@ -173,7 +173,7 @@ class StudySearch(OptunaSearch):
         if known.state == TrialState.RUNNING:
             known.waiting.append(ot_trial)
         else:
-            self._tell(ot_trial, known.state, known.values)
+            tell(self._ot_study, ot_trial, known.state, known.values)
 
     # --- outcomes -------------------------------------------------------------------------------------------------
 
@@ -189,22 +189,25 @@ class StudySearch(OptunaSearch):
             # TPE ranks pruned trials by their last intermediate value: what the stopped student reached.
             ot_trial.report(float(result.get(self.metric, 0.0)), int(result.get("student_epoch", 0)))
         self.faults.point("before-tell")
-        self._tell(ot_trial, state, values)
+        tell(self._ot_study, ot_trial, state, values)
         known = self.ledger.get(key) if key else None
         if known is not None:
             known.state, known.values = state, values
             for waiting in known.waiting:
-                self._tell(waiting, state, values)
+                tell(self._ot_study, waiting, state, values)
             known.waiting = []
         self.faults.point("after-tell")
         self.on_tell()
 
-    def _tell(self, ot_trial: optuna.trial.Trial | int, state: TrialState, values: list[float] | None) -> None:
-        if state != TrialState.COMPLETE:
-            values = None
-        elif not isinstance(self.metric, list):
-            values = values[0]
-        self._ot_study.tell(ot_trial, values, state=state, skip_if_finished=True)
+
+def tell(study: optuna.Study, trial: optuna.trial.Trial | int, state: TrialState, values: list[float] | None) -> None:
+    """Tells Optuna a trial's outcome (a trial object or its number): its objectives when COMPLETE, one number for
+    a single-objective study; a trial that already has an outcome keeps it."""
+    if state != TrialState.COMPLETE:
+        values = None
+    elif values is not None and len(study.directions) == 1:
+        values = values[0]
+    study.tell(trial, values, state=state, skip_if_finished=True)
 
 
 def outcome(result: dict[str, Any] | None, error: bool, metric: str | list[str]) -> tuple[TrialState, list | None]:
