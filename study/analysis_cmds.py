@@ -65,10 +65,11 @@ def run_confirm(args: argparse.Namespace) -> int:
 
 
 def print_confirmation(run: str) -> None:
-    from analysis.load import load_run
+    from analysis.load import read_table
     from analysis.ranking import confirmation_summary
     from analysis.storage import locate
 
-    summary = confirmation_summary(load_run(run).confirm)
-    print(f"\nconfirmation: {locate(run) / 'results' / 'confirm'}/")
+    results = locate(run) / "results"
+    summary = confirmation_summary(read_table(results, "confirm", optional=True))
+    print(f"\nconfirmation: {results / 'confirm'}/")
     print(summary.to_string(index=False))

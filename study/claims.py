@@ -70,12 +70,14 @@ class ClaimBoard:
             self.changed.notify_all()
 
 
-def start_board(name: str) -> ray.actor.ActorHandle:
-    """The study's board, pinned to the driver's node (num_cpus=0: it takes no trial's place)."""
+def start_board() -> tuple[str, ray.actor.ActorHandle]:
+    """A new board for a session, pinned to the driver's node (num_cpus=0: it takes no trial's place); its name
+    (what trials look it up by) and its handle (hold it for the session)."""
+    name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
     lease_s = float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_S))
     actor = ray.remote(num_cpus=0, max_concurrency=10_000)(ClaimBoard)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return actor.options(name=name, scheduling_strategy=here).remote(lease_s)
+    return name, actor.options(name=name, scheduling_strategy=here).remote(lease_s)
 
 
 class RayClaims:

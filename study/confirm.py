@@ -17,17 +17,16 @@ import ray
 from ray import tune
 
 from analysis import schema
-from analysis.load import load_run
+from analysis.load import read_table
 from analysis.ranking import python_value, ranked
 from analysis.storage import locate
 from study import cluster
-from study.claims import RayClaims, start_board
+from study.claims import start_board
 from study.errors import UsageError
-from study.hop_store import RunHopStore
 from study.recorder import NoTuneProgress, error_message
 from study.results import ResultsFolder
-from study.runner import QUIET_TUNE, trial_dirname
-from study.trainable import TrialContext
+from study.runner import quiet_tune, trial_dirname
+from study.trainable import TrialContext, use_assigned_cpus
 from trainables import ChainConfig, HopDiverged, train_chain
 
 # Settings that identify a configuration apart from its seed (the data folder may move between machines).
@@ -70,18 +69,18 @@ def _done(confirm: pd.DataFrame | None) -> set[tuple[str, int]]:
 
 
 def planned_jobs(run_uri: str, top: int, seeds: int) -> list[dict[str, Any]]:
-    loaded = load_run(run_uri)
-    return confirmation_jobs(loaded.trials, top, seeds, _done(loaded.confirm))
+    results = locate(run_uri) / "results"  # the two tables it needs, not the study's large predictions
+    return confirmation_jobs(read_table(results, "trials"), top, seeds,
+                             _done(read_table(results, "confirm", optional=True)))
 
 
 def confirm_trainable(config: dict[str, Any], context: TrialContext) -> None:
+    use_assigned_cpus()
     job = config["job"]
     cfg = ChainConfig.from_flat(job["chain"])
-    run = locate(context.run_uri)
-    results = ResultsFolder(run / "results")
-    claims = RayClaims(context.claims_board) if context.claims_board else None
+    results = context.results()
     try:
-        result = train_chain(cfg, store=RunHopStore(run / "models", claims))
+        result = train_chain(cfg, store=context.hop_store())
     except HopDiverged as diverged:
         results.write_confirmation(job["source_trial_id"], cfg, schema.DIVERGED, error=f"diverged: {diverged}")
         return
@@ -104,16 +103,12 @@ class ConfirmRecorder(tune.Callback):
 
 def run_confirmation(run_uri: str, jobs: list[dict[str, Any]], resources: dict[str, float], max_concurrent: int,
                      address: str | None = None) -> ConfirmOutcome:
-    import os
-
-    for name, value in QUIET_TUNE.items():
-        os.environ.setdefault(name, value)
     if not jobs:
         return ConfirmOutcome(0, [])
+    quiet_tune()
     run = locate(run_uri)
     cluster.connect(address)
-    board_name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
-    board = start_board(board_name)
+    board_name, board = start_board()
     recorder = ConfirmRecorder(ResultsFolder(run / "results"))
     context = TrialContext({}, run.uri, board_name)
     tune_folder = run / "tune"

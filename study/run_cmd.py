@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.storage import Location, is_empty, read_bytes, write_bytes
+from analysis.storage import Location, is_empty, locate, read_bytes, write_bytes
 from study.errors import UsageError
 from study.spec import StudySpec, load_spec, preset_names, preset_summary
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from study.runner import StudyOutcome
 
 # flag dest → spec field, where they differ only in spelling
@@ -71,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
 def check_storage(storage: str) -> None:
     """Fails before anything is created: a URI pyarrow can use, or a local path whose nearest existing folder is
     writable."""
-    from analysis.storage import locate
-
     try:
         location = locate(storage)
     except ValueError as error:
@@ -144,12 +144,17 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
         print(f"the study has {outcome.ended} of the {outcome.target} trials asked for: {outcome.exhausted}")
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items())
     print(f"trials: {counts}")
-    best = best_trial(spec.run)
-    if best is None:
+    from analysis.load import read_table
+    from analysis.ranking import rank_configurations
+
+    trials = read_table(spec.run / "results", "trials")  # the trials alone: a study's predictions are large
+    ranked = rank_configurations(trials)
+    if ranked.empty:
         # This session's errors were shown as they happened (each distinct one once): don't repeat them.
-        detail = "the errors are shown above" if outcome.errors else f"first error: {first_error(spec.run)}"
+        detail = "the errors are shown above" if outcome.errors else f"first error: {first_error(trials)}"
         print(f"kdstudy run: no trial finished its chain ({counts}); {detail}", file=sys.stderr)
         return 1
+    best = ranked.iloc[0]
     print(f"best configuration (student val acc {best['student_val_acc']:.4f}, "
           f"test acc {best['student_test_acc']:.4f}): {best['config_label']}")
     if report:
@@ -159,16 +164,6 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
     return 0
 
 
-def first_error(run: Location) -> str:
-    from analysis.load import load_run
-
-    errors = load_run(run.uri).trials.sort_values("trial_id")["error"].dropna()
+def first_error(trials: pd.DataFrame) -> str:
+    errors = trials.sort_values("trial_id")["error"].dropna()
     return str(errors.iloc[0]) if len(errors) else "none recorded"
-
-
-def best_trial(run: Location) -> dict[str, Any] | None:
-    from analysis.load import load_run
-    from analysis.ranking import rank_configurations
-
-    ranked = rank_configurations(load_run(run.uri).trials)
-    return None if ranked.empty else ranked.iloc[0].to_dict()

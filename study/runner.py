@@ -61,9 +61,7 @@ class StudyOutcome:
 def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
               callbacks: Sequence[tune.Callback] = ()) -> StudyOutcome:
     """Runs the study's next session; `callbacks` also watch its Tune experiment (a benchmark's clock)."""
-    for name, value in QUIET_TUNE.items():
-        os.environ.setdefault(name, value)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_tune()
     run = spec.run
     cluster.connect(spec.address)
     journal = Journal(run)
@@ -80,12 +78,18 @@ def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
     return outcome
 
 
+def quiet_tune() -> None:
+    """Before a Tune experiment: the settings above (a user's own environment wins), Optuna's notices off."""
+    for name, value in QUIET_TUNE.items():
+        os.environ.setdefault(name, value)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: Plan, results: ResultsFolder,
              journal: Journal, outcome: StudyOutcome, callbacks: Sequence[tune.Callback]) -> None:
     faults = Faults.from_env()
     with Interruption() as interruption:
-        board_name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
-        board = start_board(board_name)  # held until the session ends
+        board_name, board = start_board()  # the handle is held until the session ends
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync)
         asha = spec.scheduler == "asha"
         context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults,

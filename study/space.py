@@ -14,7 +14,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import Trial
 
 from study.spec import StudySpec
-from trainables.methods import method_class
+from trainables.methods import all_params, method_class
 
 TA_PARAM = "ta_depths"
 
@@ -75,8 +75,6 @@ def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
 
 
 def _nearest(spec: StudySpec, name: str, value: float) -> Any:
-    from trainables.methods import all_params
-
     param = all_params()[name]
     low, high = param.search_values(spec.search.get(name))
     return param.coerce(min(max(value, low), high))

@@ -39,18 +39,24 @@ class TrialContext:
     metrics: tuple[str, ...] = ("student_val_acc",)
     epoch_reports: bool = False
 
+    def results(self) -> ResultsFolder:
+        return ResultsFolder(locate(self.run_uri) / "results")
+
+    def hop_store(self) -> RunHopStore:
+        """The study's model store, with claims through its board (none outside a study's session)."""
+        claims = RayClaims(self.claims_board, self.faults) if self.claims_board else None
+        return RunHopStore(locate(self.run_uri) / "models", claims)
+
 
 def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
-    _use_assigned_cpus()
+    use_assigned_cpus()
     context.faults.point("trial-start")
     trial_id = config["trial_id"]
     cfg = ChainConfig.from_flat({**context.base, **flat_from_params(config)})
-    run = locate(context.run_uri)
-    results = ResultsFolder(run / "results")
-    claims = RayClaims(context.claims_board, context.faults) if context.claims_board else None
+    results = context.results()
     reporter = TrialReporter(cfg, trial_id, results, context)
     try:
-        result = train_chain(cfg, report=reporter, store=RunHopStore(run / "models", claims))
+        result = train_chain(cfg, report=reporter, store=context.hop_store())
     except HopDiverged as diverged:
         reporter.write_epochs()
         results.write_diverged(trial_id, cfg, diverged)
@@ -66,7 +72,8 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     tune.report({**reporter.metrics(result.student.val_acc, cfg.epochs, result.train_flops), OUTCOME: FINISHED})
 
 
-def _use_assigned_cpus() -> None:
+def use_assigned_cpus() -> None:
+    """Torch's threads = the trial's CPUs, so concurrent trials do not oversubscribe a node."""
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
