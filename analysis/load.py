@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from analysis import schema
-from analysis.storage import Location, exists, list_files, locate
+from analysis.storage import Location, exists, locate, read_parquet_folder
 
 # Report order of the method groups of the built-in methods (the seed paper's comparison); any other group a
 # method reports sorts after them, alphabetically.
@@ -67,13 +66,9 @@ def load_run(run: str | Path) -> Run:
 
 
 def read_table(results: Location, name: str, optional: bool = False) -> pd.DataFrame | None:
-    files = list_files(results / name, ".parquet")
-    if not files:
+    table = read_parquet_folder(results / name)
+    if table is None:
         return None if optional else schema.EMPTY[name].empty_table().to_pandas()
-    paths = [f.path for f in files]
-    fragments = ds.dataset(paths, filesystem=results.fs, format="parquet").get_fragments()
-    unified = pa.unify_schemas([f.physical_schema for f in fragments], promote_options="permissive")
-    table = ds.dataset(paths, schema=unified, filesystem=results.fs, format="parquet").to_table()
     frame = table.to_pandas(types_mapper=_NULLABLE_INTS.get)
     for field in schema.EMPTY[name]:  # the columns a reader can count on, even if no file has them yet
         if field.name not in frame.columns:

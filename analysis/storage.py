@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -93,6 +94,17 @@ def write_parquet(location: Location, table: pa.Table, row_group_size: int | Non
 def is_empty(folder: Location) -> bool:
     """True when `folder` does not exist or holds nothing."""
     return not folder.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))
+
+
+def read_parquet_folder(folder: Location) -> pa.Table | None:
+    """Every Parquet file directly in `folder` as one table, None when there is none. Files may differ in columns
+    (a KD method added later brings its settings): the table has them all, null where a file has none."""
+    files = list_files(folder, ".parquet")
+    if not files:
+        return None
+    dataset = ds.dataset([f.path for f in files], filesystem=folder.fs, format="parquet")
+    unified = pa.unify_schemas([f.physical_schema for f in dataset.get_fragments()], promote_options="permissive")
+    return dataset.replace_schema(unified).to_table()
 
 
 def list_files(folder: Location, suffix: str = "") -> list[Location]:

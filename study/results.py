@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analysis import schema
-from analysis.storage import Location, list_files, write_parquet
+from analysis.storage import Location, read_parquet_folder, write_parquet
 from study import rows
 from trainables import ChainConfig, ChainResult, HopDiverged
 
@@ -59,10 +58,8 @@ class ResultsFolder:
 
     def read(self, name: str) -> list[dict[str, Any]]:
         """Every row of a table (one file per trial): what the driver reconciles with after a crash."""
-        tables = [pq.read_table(f.path, filesystem=f.fs) for f in list_files(self.table(name), ".parquet")]
-        if not tables:
-            return []
-        return pa.concat_tables(tables, promote_options="permissive").to_pylist()
+        table = read_parquet_folder(self.table(name))
+        return [] if table is None else table.to_pylist()
 
     def _write(self, name: str, file: str, table_rows: list[dict[str, Any]], table_schema: pa.Schema) -> None:
         table = pa.Table.from_pylist(table_rows, schema=table_schema)
