@@ -140,3 +140,24 @@ def test_an_unreadable_store_entry_is_retrained_and_replaced(tmp_path: Path, cap
         again = train_chain(cfg, store=store)
         assert not again.student.reused and again.student.val_acc == first.student.val_acc
         assert isinstance(store.get(first.student.key), StoredHop)  # replaced by a whole entry
+
+
+def test_a_duplicate_suggestion_gets_the_known_value_and_another_is_drawn() -> None:
+    from optuna.trial import TrialState
+
+    from study.search import Known, Ledger, StudySearch
+    from study.spec import StudySpec
+
+    spec = StudySpec(methods=("nokd", "kd"), ta_candidates=(), teacher="plain4",
+                     search={"temperature": (4.0, 4.0), "alpha": (0.5, 0.5)})
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    ledger = Ledger(spec)
+    ledger.add(ledger.key({"method": "nokd"}), Known("finished", TrialState.COMPLETE, [0.9]))
+    study.enqueue_trial({"method": "nokd"})  # the first proposal is the configuration already trained
+    searcher = StudySearch(spec, study, ledger, resume=[])
+    config = searcher.suggest("tune-1")
+    assert config["method"] == "kd"  # nokd was not handed out again; the next proposal was
+    duplicate = study.trials[0]
+    assert duplicate.user_attrs == {"duplicate_of": "finished"}
+    assert duplicate.state == TrialState.COMPLETE and duplicate.value == 0.9
+    assert searcher.suggest("tune-2") == StudySearch.FINISHED  # both configurations are in the study now
