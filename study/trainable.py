@@ -63,8 +63,9 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
         context.faults.point("results-written")
         tune.report({**reporter.metrics(0.0, 0, reporter.train_flops), OUTCOME: DIVERGED, DETAIL: f"{diverged}"})
         return
-    except BaseException:
-        # Stopped by a scheduler, interrupted, or failing: keep the curve of the hop it was training.
+    except Exception:
+        # Failing: keep the curve of the hop it was training. A trial stopped by Tune (a scheduler, an interruption)
+        # leaves through SystemExit at a report, and Ray does not wait for its thread: nothing is written then.
         reporter.write_epochs()
         raise
     results.write_finished(trial_id, cfg, result)
@@ -98,17 +99,25 @@ class TrialReporter:
             self.epochs.append(event)
             self.context.faults.point(f"epoch-{event['hop']}-{event['epoch']}")
             if self.context.epoch_reports:
-                is_student = event["hop"] == self.student_hop
-                tune.report(self.metrics(event["val_acc"] if is_student else 0.0,
-                                         event["epoch"] if is_student else 0, self.train_flops))
+                self._report_epoch(event)
         else:
             self.write_epochs()
             self.train_flops += event["train_flops"]
 
-    def write_epochs(self) -> None:
+    def _report_epoch(self, event: dict[str, Any]) -> None:
+        is_student = event["hop"] == self.student_hop
+        if is_student and event["epoch"] == self.cfg.epochs:
+            return  # the final report says it, with the outcome; a scheduler stopping it here would lose the rows
+        # The scheduler may stop the trial at this report: the curve so far is on storage first.
+        self.write_epochs(hop_ended=False)
+        tune.report(self.metrics(event["val_acc"] if is_student else 0.0, event["epoch"] if is_student else 0,
+                                 self.train_flops))
+
+    def write_epochs(self, hop_ended: bool = True) -> None:
         if self.epochs:
             self.results.write_epochs(self.trial_id, self.epochs[0]["key"], self.epochs)
-        self.epochs = []
+        if hop_ended:
+            self.epochs = []
 
     def metrics(self, student_val_acc: float, student_epoch: int, train_flops: int) -> dict[str, Any]:
         known = {"student_val_acc": student_val_acc, "student_epoch": student_epoch, "train_flops": train_flops}
