@@ -148,7 +148,8 @@ def trial_dirname(trial: Any) -> str:
 def _scheduler(spec: StudySpec) -> TrialScheduler:
     if spec.scheduler == "asha":
         # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
-        # reaches max_t must go on to its final report, which carries the chain's outcome.
+        # reaches max_t must go on to its final report, which carries the chain's outcome: reaching max_t is no stop
+        # here, and the top rung only sees the final report (TrialReporter does not report the last epoch alone).
         return ASHAScheduler(time_attr="student_epoch", metric=spec.objectives[0], mode=OBJECTIVES[spec.objectives[0]],
                              max_t=spec.epochs, grace_period=1, reduction_factor=2, stop_last_trials=False)
     return FIFOScheduler()
