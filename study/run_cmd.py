@@ -132,7 +132,8 @@ def check_resources(spec: StudySpec) -> None:
 
 
 def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
-    """Prints where the results are and the best configuration; non-zero when interrupted or nothing succeeded."""
+    """Prints where the results are and the best configuration; non-zero when interrupted, when nothing
+    succeeded, or when trials are missing."""
     print(f"\nresults: {spec.run / 'results'}/{{trials,hops,epochs,predictions}}/")
     if outcome.signal is not None:
         from study.runner import exit_code
@@ -144,6 +145,12 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
         print(f"the study has {outcome.ended} of the {outcome.target} trials asked for: {outcome.exhausted}")
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items())
     print(f"trials: {counts}")
+    # Tune can end a trial without telling a callback (an actor it failed to reuse): the journal still has it
+    # running, and the next session resumes it.
+    lost = 0 if outcome.exhausted else outcome.target - outcome.ended
+    if lost > 0:
+        print(f"kdstudy run: the study has {outcome.ended} of {outcome.target} trials: {lost} ended without a result; "
+              "run the same command to finish them", file=sys.stderr)
     from analysis.load import read_table
     from analysis.ranking import rank_configurations
 
@@ -161,7 +168,7 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
         from analysis.report import write_report
 
         print(f"report: {write_report(spec.run.uri)}/")
-    return 0
+    return 1 if lost > 0 else 0
 
 
 def first_error(trials: pd.DataFrame) -> str:

@@ -15,8 +15,8 @@ import ray
 
 from study import run_cmd
 from study.cli import main
-from study.runner import run_study
-from study.spec import load_spec
+from study.runner import StudyOutcome, run_study
+from study.spec import StudySpec, load_spec
 from study.trainable import TrialContext, chain_trainable
 
 
@@ -236,6 +236,17 @@ def test_every_trial_failing_exits_1(ray_cluster: str, spec_file: Path, tmp_path
     assert run_cmd.finish(outcome, spec, report=False) == 1
     captured = capsys.readouterr()
     assert "kdstudy run: no trial finished its chain" in captured.err
+
+
+def test_a_session_that_ended_short_of_its_trials_says_so_and_exits_1(tiny_study: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    spec = StudySpec(name=tiny_study.name, storage=str(tiny_study.parent), trials=6)
+    outcome = StudyOutcome(6, counts={"TERMINATED": 5})  # Tune ended a trial without telling the recorder
+    assert run_cmd.finish(outcome, spec, report=False) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("kdstudy run: the study has 5 of 6 trials: 1 ended without a result; run the same "
+                                    "command to finish them")
+    assert "best configuration" in captured.out  # what did finish is still shown
 
 
 def failing_for_dgkd_and_takd(config: dict[str, Any], context: TrialContext) -> None:
