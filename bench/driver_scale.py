@@ -21,14 +21,12 @@ import ray
 import torch
 from ray import tune
 
-from analysis.storage import locate
-from study.results import ResultsFolder
 from study.runner import run_study
-from study.space import flat_from_params
+from study.space import chain_config
 from study.search import StudySearch
 from study.spec import StudySpec, validate
 from study.trainable import FINISHED, OUTCOME, TrialContext, TrialReporter
-from trainables import ChainConfig, ChainResult, HopResult
+from trainables import ChainResult, HopResult
 from trainables.results import TestPredictions
 
 HOPS, SAMPLES, CLASSES, EPOCHS = 5, 10_000, 100, 3
@@ -38,8 +36,8 @@ def standin_trainable(config: dict[str, Any], context: TrialContext) -> None:
     """A trial as the driver sees it — epoch reports, per-hop epoch files, the final rows and result — without
     training: 5 hops with CIFAR-100-sized test predictions."""
     trial_id = config["trial_id"]
-    cfg = ChainConfig.from_flat({**context.base, **flat_from_params(config)})
-    results = ResultsFolder(locate(context.run_uri) / "results")
+    cfg = chain_config(context.base, config)
+    results = context.results()
     reporter = TrialReporter(cfg, trial_id, results, context)
     reporter.student_hop = HOPS - 1
     hops = [_hop(index, trial_id) for index in range(HOPS)]

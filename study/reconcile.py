@@ -81,7 +81,7 @@ def objectives(row: dict[str, Any], spec: StudySpec) -> list[float] | None:
 
 def _write_lost_row(spec: StudySpec, results: ResultsFolder, trial_id: str, trial: FrozenTrial) -> dict[str, Any]:
     """The driver told Optuna a trial's end, then died before writing its row: write it from the journal."""
-    cfg = ChainConfig.from_flat({**spec.base_config(), **space.flat_from_params(trial.params)})
+    cfg = space.chain_config(spec.base_config(), trial.params)
     status = schema.STOPPED if trial.state == TrialState.PRUNED else schema.ERROR
     results.write_trial(trial_id, cfg, status, error=None if status == schema.STOPPED else LOST_ERROR)
     return {"trial_id": trial_id, "status": status, **cfg.to_flat()}
@@ -103,7 +103,7 @@ def _ledger(spec: StudySpec, rows: list[dict[str, Any]], resume: list[Resumable]
     ledger = Ledger(spec)
     for row in rows:
         known = Known(row["trial_id"], STATES[row["status"]], objectives(row, spec))
-        ledger.add(ledger.key_of(row_config(row).to_flat()), known)
+        ledger.add(ledger.key_of(row_config(row)), known)
     for trial in resume:
         ledger.add(ledger.key(trial.params), Known(trial.trial_id))
     return ledger

@@ -15,7 +15,7 @@ from ray.tune.progress_reporter import TrialProgressCallback
 
 from analysis import schema
 from study.results import ResultsFolder
-from study.space import flat_from_params
+from study.space import chain_config
 from study.trainable import DETAIL, DIVERGED, OUTCOME
 from trainables import ChainConfig
 
@@ -57,7 +57,7 @@ class TrialRecorder(Callback):
         self._line(trial, cfg, schema.ERROR, shown)
 
     def _config(self, trial: Any) -> ChainConfig:
-        return ChainConfig.from_flat({**self.base, **flat_from_params(trial.config)})
+        return chain_config(self.base, trial.config)
 
     def _line(self, trial: Any, cfg: ChainConfig, status: str, detail: str) -> None:
         self.ended += 1

@@ -66,12 +66,12 @@ class Ledger:
 
     def key(self, params: dict[str, Any]) -> str:
         """The key of a suggestion (Optuna params and derived values)."""
-        return self.key_of({**self.base, **space.flat_from_params(params)})
+        return self.key_of(space.chain_config(self.base, params))
 
     @staticmethod
-    def key_of(flat: dict[str, Any]) -> str:
-        """The key of a whole flat chain config: equal keys, equal chains."""
-        return repr(sorted(ChainConfig.from_flat(flat).to_flat().items()))
+    def key_of(cfg: ChainConfig) -> str:
+        """The key of a whole chain config: equal keys, equal chains."""
+        return repr(sorted(cfg.to_flat().items()))
 
     def get(self, key: str) -> Known | None:
         return self.configs.get(key)

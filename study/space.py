@@ -14,6 +14,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import Trial
 
 from study.spec import StudySpec
+from trainables import ChainConfig
 from trainables.methods import all_params, method_class
 
 TA_PARAM = "ta_depths"
@@ -85,6 +86,11 @@ def _allowed(spec: StudySpec, point: dict[str, Any]) -> bool:
     params = {p.name: p for p in method_class(point["method"]).params}
     return all(point[name] in spec.search[name] for name in point
                if name in spec.search and name in params and params[name].categorical)
+
+
+def chain_config(base: dict[str, Any], params: dict[str, Any]) -> ChainConfig:
+    """A trial's chain: the settings every trial of the study shares, plus what the search chose for it."""
+    return ChainConfig.from_flat({**base, **flat_from_params(params)})
 
 
 def flat_from_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from study.claims import RayClaims
 from study.faults import NO_FAULTS, Faults
 from study.hop_store import RunHopStore
 from study.results import ResultsFolder
-from study.space import flat_from_params
+from study.space import chain_config
 from trainables import ChainConfig, HopDiverged, train_chain
 
 # A trial's last result says how its chain ended; trials stopped early by a scheduler have none.
@@ -52,7 +52,7 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     use_assigned_cpus()
     context.faults.point("trial-start")
     trial_id = config["trial_id"]
-    cfg = ChainConfig.from_flat({**context.base, **flat_from_params(config)})
+    cfg = chain_config(context.base, config)
     results = context.results()
     reporter = TrialReporter(cfg, trial_id, results, context)
     try:
