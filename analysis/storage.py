@@ -12,6 +12,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -36,11 +37,7 @@ class Location:
 
     def __truediv__(self, child: str) -> Location:
         path = f"{self.path.rstrip('/')}/{child}"
-        if self.is_local:
-            return Location(path, self.fs, path)
-        parts = urlsplit(self.uri)
-        query = f"?{parts.query}" if parts.query else ""
-        return Location(f"{parts.scheme}://{path}{query}", self.fs, path)
+        return Location(path if self.is_local else _with_path(self.uri, path), self.fs, path)
 
     def __str__(self) -> str:
         return self.uri
@@ -60,9 +57,14 @@ def locate(text: str) -> Location:
         raise ValueError(str(error)) from None
     if not path.strip("/"):
         raise ValueError("the URI names no bucket or folder")
-    parts = urlsplit(text)
+    return Location(_with_path(text, path.rstrip("/")), fs, path.rstrip("/"))
+
+
+def _with_path(uri: str, path: str) -> str:
+    """`uri`'s scheme and query options around another path: the options stay after the path."""
+    parts = urlsplit(uri)
     query = f"?{parts.query}" if parts.query else ""
-    return Location(f"{parts.scheme}://{path.rstrip('/')}{query}", fs, path.rstrip("/"))
+    return f"{parts.scheme}://{path}{query}"
 
 
 def exists(location: Location) -> bool:
@@ -116,7 +118,7 @@ def list_files(folder: Location, suffix: str = "") -> list[Location]:
     return [folder / name for name in names]
 
 
-def _write(location: Location, write: callable) -> None:
+def _write(location: Location, write: Callable[[str], None]) -> None:
     parent = location.path.rsplit("/", 1)[0]
     location.fs.create_dir(parent, recursive=True)
     if not location.is_local:
