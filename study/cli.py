@@ -7,7 +7,7 @@ import signal
 import sys
 
 from study import analysis_cmds, chain_cmd, run_cmd
-from study.errors import UsageError
+from study.errors import UsageError, signal_exit_code
 from trainables.config import ConfigError
 
 COMMANDS = (chain_cmd, run_cmd)
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the study's own handler is in place
         print(f"kdstudy {args.command}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return signal_exit_code(signal.SIGINT)
 
 
 if __name__ == "__main__":

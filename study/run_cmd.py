@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.storage import Location, is_empty, locate, read_bytes, write_bytes
-from study.errors import UsageError
+from study.errors import UsageError, signal_exit_code
 from study.spec import StudySpec, load_spec, preset_names, preset_summary
 
 if TYPE_CHECKING:
@@ -136,11 +136,9 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
     succeeded, or when trials are missing."""
     print(f"\nresults: {spec.run / 'results'}/{{trials,hops,epochs,predictions}}/")
     if outcome.signal is not None:
-        from study.runner import exit_code
-
         print(f"interrupted: {outcome.ended} of {outcome.target} trials finished; run the same command to resume",
               file=sys.stderr)
-        return exit_code(outcome.signal)
+        return signal_exit_code(outcome.signal)
     if outcome.exhausted:
         print(f"the study has {outcome.ended} of the {outcome.target} trials asked for: {outcome.exhausted}")
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items())

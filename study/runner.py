@@ -199,8 +199,3 @@ class Interruption(Stopper):
 
     def stop_all(self) -> bool:
         return self.is_set()
-
-
-def exit_code(signum: int) -> int:
-    """The shell's convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
-    return 128 + signum
