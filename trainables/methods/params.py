@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from trainables.typed import coerce
+
 Value = bool | int | float | str
 
 
@@ -42,13 +44,12 @@ class Param:
     label: str | None = None
 
     def coerce(self, value: Any) -> Value:
-        """`value` as this param's type (ints are accepted for floats); raises ValueError naming the param."""
-        if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
+        """`value` as this param's type, by the project's coercion rule (`trainables.typed`), and checked; raises
+        ValueError naming the param. A whole float is also an int here: a pandas column of a setting that is
+        null for other methods' rows holds its integers as floats."""
         if self.kind is int and isinstance(value, float) and value.is_integer():
             value = int(value)
-        if not isinstance(value, self.kind) or isinstance(value, bool) != (self.kind is bool):
-            raise ValueError(f"{self.name}: expected {self.kind.__name__}, got {value!r}")
+        value = coerce(self.name, self.kind, value)
         self.check(value)
         return value
 
