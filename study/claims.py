@@ -70,14 +70,19 @@ class ClaimBoard:
             self.changed.notify_all()
 
 
-def start_board() -> tuple[str, ray.actor.ActorHandle]:
-    """A new board for a session, pinned to the driver's node (num_cpus=0: it takes no trial's place); its name
-    (what trials look it up by) and its handle (hold it for the session)."""
+@contextlib.contextmanager
+def claim_board() -> Iterator[str]:
+    """A new board for one session, pinned to the driver's node (num_cpus=0: it takes no trial's place), ended with
+    the session; yields its name, which trials look it up by."""
     name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
     lease_s = float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_S))
     actor = ray.remote(num_cpus=0, max_concurrency=10_000)(ClaimBoard)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return name, actor.options(name=name, scheduling_strategy=here).remote(lease_s)
+    board = actor.options(name=name, scheduling_strategy=here).remote(lease_s)  # held: the board lives while it does
+    try:
+        yield name
+    finally:
+        ray.kill(board)
 
 
 class RayClaims:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import ray
 from ray import tune
 
 from analysis import schema
@@ -21,11 +20,11 @@ from analysis.load import read_table
 from analysis.ranking import python_value, ranked
 from analysis.storage import locate
 from study import cluster
-from study.claims import start_board
+from study.claims import claim_board
 from study.errors import UsageError
-from study.recorder import NoTuneProgress, error_message
+from study.recorder import error_message
 from study.results import ResultsFolder
-from study.runner import quiet_tune, trial_dirname
+from study.runner import bind, quiet_run_config, quiet_tune, trial_dirname
 from study.trainable import TrialContext, use_assigned_cpus
 from trainables import ChainConfig, HopDiverged, train_chain
 
@@ -108,19 +107,15 @@ def run_confirmation(run_uri: str, jobs: list[dict[str, Any]], resources: dict[s
     quiet_tune()
     run = locate(run_uri)
     cluster.connect(address)
-    board_name, board = start_board()
     recorder = ConfirmRecorder(ResultsFolder(run / "results"))
-    context = TrialContext({}, run.uri, board_name)
-    tune_folder = run / "tune"
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(confirm_trainable, context=context), resources),
-        param_space={"job": tune.grid_search(jobs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=time.strftime("confirm-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}",
-                                  storage_path=tune_folder.path, storage_filesystem=tune_folder.fs,
-                                  callbacks=[recorder, NoTuneProgress()], verbose=0),
-    )
-    tuner.fit()
-    ray.kill(board)
+    session = time.strftime("confirm-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}"
+    with claim_board() as board_name:
+        tuner = tune.Tuner(
+            bind(confirm_trainable, TrialContext({}, run.uri, board_name), resources),
+            param_space={"job": tune.grid_search(jobs)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=quiet_run_config(run, session, [recorder]),
+        )
+        tuner.fit()
     return ConfirmOutcome(len(jobs), recorder.errors)

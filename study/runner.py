@@ -17,14 +17,14 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 import optuna
-import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.stopper import Stopper
 
 from analysis import schema
+from analysis.storage import Location
 from study import cluster
-from study.claims import start_board
+from study.claims import claim_board
 from study.faults import Faults
 from study.journal import Journal
 from study.reconcile import Plan, reconcile
@@ -88,18 +88,16 @@ def quiet_tune() -> None:
 def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: Plan, results: ResultsFolder,
              journal: Journal, outcome: StudyOutcome, callbacks: Sequence[tune.Callback]) -> None:
     faults = Faults.from_env()
-    with Interruption() as interruption:
-        board_name, board = start_board()  # the handle is held until the session ends
+    with Interruption() as interruption, claim_board() as board_name:
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync)
         asha = spec.scheduler == "asha"
         context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults,
                                metrics=(*spec.objectives, *(["student_epoch"] if asha else [])), epoch_reports=asha)
         recorder = TrialRecorder(spec.base_config(), results, spec.trials, plan.ended, interruption.is_set)
         _print_start(spec, plan.ended, len(plan.resume))
-        tuner = _tuner(spec, trainable, context, searcher, [recorder, NoTuneProgress(), *callbacks], interruption,
+        tuner = _tuner(spec, trainable, context, searcher, [recorder, *callbacks], interruption,
                        num_samples=spec.trials - plan.ended)
         tuner.fit()
-        ray.kill(board)
     outcome.signal, outcome.errors = interruption.signal, recorder.errors
     outcome.exhausted = searcher.exhausted_reason
 
@@ -123,21 +121,33 @@ def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
 
 def _tuner(spec: StudySpec, trainable: Trainable, context: TrialContext, searcher: StudySearch,
            callbacks: list[tune.Callback], interruption: Interruption, num_samples: int) -> tune.Tuner:
-    bound = tune.with_parameters(trainable, context=context)
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
-    tune_folder = spec.run / "tune"
     # short: Tune repeats the session's and the trial's folder names in every trial's entry of its experiment state
     session = time.strftime("%y%m%d-%H%M") + f"-{uuid.uuid4().hex[:4]}"
     return tune.Tuner(
-        tune.with_resources(bound, resources),
+        bind(trainable, context, resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec),
                                     num_samples=num_samples,
                                     max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=session, storage_path=tune_folder.path, storage_filesystem=tune_folder.fs,
-                                  callbacks=callbacks, stop=interruption, verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
+        run_config=quiet_run_config(spec.run, session, callbacks, stop=interruption,
+                                    failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
+
+
+def bind(trainable: Trainable, context: TrialContext, resources: dict[str, float]) -> Any:
+    """The trainable as Tune runs it: the session's context sent once through Ray's object store, and each trial's
+    resources."""
+    return tune.with_resources(tune.with_parameters(trainable, context=context), resources)
+
+
+def quiet_run_config(run: Location, session: str, callbacks: Sequence[tune.Callback], **options: Any
+                     ) -> tune.RunConfig:
+    """A session's own Tune experiment, `<run>/tune/<session>`, on the run's storage, printing nothing: the
+    callbacks print the study's lines."""
+    folder = run / "tune"
+    return tune.RunConfig(name=session, storage_path=folder.path, storage_filesystem=folder.fs,
+                          callbacks=[*callbacks, NoTuneProgress()], verbose=0, **options)
 
 
 def trial_dirname(trial: Any) -> str:
