@@ -68,12 +68,17 @@ def load_run(run: str | Path) -> Run:
 def read_table(results: Location, name: str, optional: bool = False) -> pd.DataFrame | None:
     table = read_parquet_folder(results / name)
     if table is None:
-        return None if optional else schema.EMPTY[name].empty_table().to_pandas()
+        return None if optional else empty_table(name)
     frame = table.to_pandas(types_mapper=_NULLABLE_INTS.get)
     for field in schema.EMPTY[name]:  # the columns a reader can count on, even if no file has them yet
         if field.name not in frame.columns:
             frame[field.name] = pd.array([None] * len(frame), dtype=_pandas_dtype(field.type))
     return frame
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """A table with no rows yet, with the columns a reader can count on."""
+    return schema.EMPTY[name].empty_table().to_pandas()
 
 
 def _pandas_dtype(arrow_type: pa.DataType) -> object:

@@ -149,10 +149,9 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
     if lost > 0:
         print(f"kdstudy run: the study has {outcome.ended} of {outcome.target} trials: {lost} ended without a result; "
               "run the same command to finish them", file=sys.stderr)
-    from analysis.load import read_table
     from analysis.ranking import rank_configurations
 
-    trials = read_table(spec.run / "results", "trials")  # the trials alone: a study's predictions are large
+    trials = outcome.trials
     ranked = rank_configurations(trials)
     if ranked.empty:
         # This session's errors were shown as they happened (each distinct one once): don't repeat them.

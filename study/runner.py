@@ -17,11 +17,13 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 import optuna
+import pandas as pd
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.stopper import Stopper
 
 from analysis import schema
+from analysis.load import empty_table, read_table
 from analysis.storage import Location
 from study import cluster
 from study.claims import claim_board
@@ -48,14 +50,20 @@ QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "
 @dataclass
 class StudyOutcome:
     target: int
-    counts: dict[str, int] = field(default_factory=dict)  # status -> trials that ended with it
+    trials: pd.DataFrame = field(default_factory=lambda: empty_table("trials"))  # every trial that ended
     errors: list[str] = field(default_factory=list)  # of this session's errored trials
     signal: int | None = None  # the signal that interrupted the session
     exhausted: str | None = None  # why the study has fewer trials than asked for
 
     @property
+    def counts(self) -> dict[str, int]:
+        """Status -> trials that ended with it, in the schema's order of statuses."""
+        present = self.trials["status"].value_counts()
+        return {status: int(present[status]) for status in schema.STATUSES if status in present}
+
+    @property
     def ended(self) -> int:
-        return sum(self.counts.values())
+        return len(self.trials)
 
 
 def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
@@ -74,7 +82,7 @@ def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
             _session(spec, trainable, study, plan, results, journal, outcome, callbacks)
     finally:
         journal.sync(force=True)
-    outcome.counts = _counts(results)
+    outcome.trials = read_table(results.location, "trials")  # once: `kdstudy run`'s summary reads it too
     return outcome
 
 
@@ -163,13 +171,6 @@ def _scheduler(spec: StudySpec) -> TrialScheduler:
         return ASHAScheduler(time_attr="student_epoch", metric=spec.objectives[0], mode=OBJECTIVES[spec.objectives[0]],
                              max_t=spec.epochs, grace_period=1, reduction_factor=2, stop_last_trials=False)
     return FIFOScheduler()
-
-
-def _counts(results: ResultsFolder) -> dict[str, int]:
-    counts = dict.fromkeys(schema.STATUSES, 0)
-    for row in results.read("trials"):
-        counts[row["status"]] += 1
-    return {status: n for status, n in counts.items() if n}
 
 
 def _print_start(spec: StudySpec, ended: int, resuming: int) -> None:

@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from analysis.load import read_table
+from analysis.storage import locate
 from study import run_cmd
 from study.cli import main
 from study.runner import StudyOutcome, run_study
@@ -241,7 +243,9 @@ def test_every_trial_failing_exits_1(ray_cluster: str, spec_file: Path, tmp_path
 def test_a_session_that_ended_short_of_its_trials_says_so_and_exits_1(tiny_study: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
     spec = StudySpec(name=tiny_study.name, storage=str(tiny_study.parent), trials=6)
-    outcome = StudyOutcome(6, counts={"TERMINATED": 5})  # Tune ended a trial without telling the recorder
+    trials = read_table(locate(str(tiny_study)) / "results", "trials")
+    assert len(trials) == 5
+    outcome = StudyOutcome(6, trials=trials)  # Tune ended a trial without telling the recorder
     assert run_cmd.finish(outcome, spec, report=False) == 1
     captured = capsys.readouterr()
     assert captured.err.strip() == ("kdstudy run: the study has 5 of 6 trials: 1 ended without a result; run the same "
