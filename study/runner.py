@@ -101,7 +101,7 @@ def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: P
         asha = spec.scheduler == "asha"
         context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults,
                                metrics=(*spec.objectives, *(["student_epoch"] if asha else [])), epoch_reports=asha)
-        recorder = TrialRecorder(spec.base_config(), results, spec.trials, plan.ended, interruption.is_set)
+        recorder = TrialRecorder(context.base, results, spec.trials, plan.ended, interruption.is_set)
         _print_start(spec, plan.ended, len(plan.resume))
         tuner = _tuner(spec, trainable, context, searcher, [recorder, *callbacks], interruption,
                        num_samples=spec.trials - plan.ended)
