@@ -57,8 +57,12 @@ def best_config(trials: pd.DataFrame) -> dict[str, Any]:
     best = ranked(trials)
     if best.empty:
         raise ValueError("trials: no successful trial")
-    row = best.iloc[0]
-    return {column: python_value(row[column]) for column in config_columns(list(trials.columns))}
+    return chain_settings(best.iloc[0])
+
+
+def chain_settings(row: pd.Series) -> dict[str, Any]:
+    """A trials row's chain settings (its configuration columns) as plain Python values."""
+    return {column: python_value(row[column]) for column in config_columns(list(row.index))}
 
 
 def python_value(value: Any) -> Any:

@@ -17,7 +17,7 @@ from ray import tune
 
 from analysis import schema
 from analysis.load import read_table
-from analysis.ranking import python_value, ranked
+from analysis.ranking import chain_settings, ranked
 from analysis.storage import locate
 from study import cluster
 from study.claims import claim_board
@@ -45,10 +45,9 @@ def confirmation_jobs(trials: pd.DataFrame, top: int, seeds: int, done: set[tupl
     best = ranked(trials)
     if best.empty:
         raise UsageError("run: no successful trial to confirm")
-    columns = schema.config_columns(list(trials.columns))
     chosen: dict[str, dict[str, Any]] = {}
     for _, row in best.iterrows():
-        chain = {c: python_value(row[c]) for c in columns}
+        chain = chain_settings(row)
         identity = repr(sorted((c, v) for c, v in chain.items() if c not in NOT_IDENTITY))
         chosen.setdefault(identity, {"trial_id": row["trial_id"], "chain": chain})
     first_new_seed = int(trials["seed"].max()) + 1

@@ -20,7 +20,7 @@ import pytest
 
 from analysis import schema
 from analysis.load import load_run, ordered_groups, successful
-from analysis.ranking import (best_config, best_per_method, confirmation_summary, python_value,
+from analysis.ranking import (best_config, best_per_method, chain_settings, confirmation_summary,
                               rank_configurations, ranked)
 from analysis.report import write_report
 from analysis.storage import Location
@@ -284,8 +284,7 @@ def test_config_labels_and_groups(fake_run: Path) -> None:
     assert labels["t011"].startswith("takd 10→6→2 T=")  # an ERROR trial is labelled too
     # the label written is the label of the configuration the row holds
     for trial_id, row in trials.iterrows():
-        cfg = ChainConfig.from_flat({name: python_value(row[name])
-                                     for name in schema.config_columns(list(trials.columns))})
+        cfg = ChainConfig.from_flat(chain_settings(row))
         assert (cfg.label, cfg.group) == (labels[trial_id], groups[trial_id]), trial_id
 
 
