@@ -21,6 +21,7 @@ import pytest
 
 from analysis.load import load_run
 from study.cli import main
+from tests.journals import load_journal
 
 BUCKET = "kdstudy-test"
 
@@ -83,8 +84,7 @@ def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, spec_fi
     local = tmp_path / "journal.log"
     with fs.open_input_stream(f"{results}/optuna_journal.log") as stream:
         local.write_bytes(stream.read())
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(local)))
-    study = optuna.load_study(study_name="ons3", storage=journal)
+    study = load_journal(local, "ons3")
     assert sum(t.state == optuna.trial.TrialState.COMPLETE and "trial_id" in t.user_attrs for t in study.trials) == 3
 
     capsys.readouterr()
@@ -104,8 +104,7 @@ def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, spec_fi
     assert len(loaded.trials) == 4 and loaded.trials["trial_id"].is_unique and len(loaded.confirm) == 1
     with fs.open_input_stream(f"{results}/optuna_journal.log") as stream:
         local.write_bytes(stream.read())
-    study = optuna.load_study(study_name="ons3", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(local))))
+    study = load_journal(local, "ons3")
     assert sorted(t.user_attrs["trial_id"] for t in study.trials if "trial_id" in t.user_attrs) == \
         sorted(loaded.trials["trial_id"])
 
@@ -131,8 +130,7 @@ def test_a_journal_that_lost_its_tail_is_completed_from_the_results(ray_cluster:
     assert len(load_run(f"s3://{BUCKET}/studies/tail?{query}").trials) == 3
     with fs.open_input_stream(journal) as stream:
         (tmp_path / "j.log").write_bytes(stream.read())
-    study = optuna.load_study(study_name="tail", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))))
+    study = load_journal(tmp_path / "j.log", "tail")
     ids = [t.user_attrs["trial_id"] for t in study.trials if "trial_id" in t.user_attrs]
     assert len(ids) == len(set(ids)) == 3
 

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from study.runner import run_study
 from study.spec import load_spec
+from tests.journals import run_journal
 
 
 def test_two_objectives_run_a_multi_objective_search(ray_cluster: None, spec_file: Path, tmp_path: Path) -> None:
@@ -17,9 +18,7 @@ def test_two_objectives_run_a_multi_objective_search(ray_cluster: None, spec_fil
     assert run_study(spec).errors == []
     rows = pq.read_table(tmp_path / "pareto" / "results" / "trials").to_pylist()
     assert len(rows) == 4 and all(r["status"] == "TERMINATED" for r in rows)
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-        str(tmp_path / "pareto" / "results" / "optuna_journal.log")))
-    study = optuna.load_study(study_name="pareto", storage=journal)
+    study = run_journal(tmp_path / "pareto")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(finished) == 4 and all(len(t.values) == 2 for t in finished)

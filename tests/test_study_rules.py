@@ -17,6 +17,7 @@ from study.runner import run_study
 from study.spec import load_spec
 from analysis.storage import locate
 from trainables import ChainConfig, StoredHop, train_chain
+from tests.journals import run_journal
 
 BASE = """
 teacher = "plain4"
@@ -42,11 +43,6 @@ def _spec(tmp_path: Path, extra: str = "", lr: float = 0.05, batch: int = 128) -
     return path
 
 
-def _journal(run: Path) -> optuna.Study:
-    backend = optuna.storages.journal.JournalFileBackend(str(run / "results" / "optuna_journal.log"))
-    return optuna.load_study(study_name=run.name, storage=optuna.storages.JournalStorage(backend))
-
-
 def test_a_diverging_trial_fails_alone_and_trains_nothing_below(ray_cluster: str, tmp_path: Path) -> None:
     # T = 20 and α = 1 at lr 0.2 blow up the KD student (its logit gradients are T times larger); nokd, from
     # labels at the same lr, trains.
@@ -64,7 +60,7 @@ def test_a_diverging_trial_fails_alone_and_trains_nothing_below(ray_cluster: str
     assert [h["role"] for h in hops] == ["teacher"]  # no lower hop was trained
     stored = {p.stem for p in (run / "models").glob("*.pt")}
     assert len(stored) == 2  # the teacher and nokd's student; nothing diverged was stored
-    states = {t.user_attrs["trial_id"]: t.state for t in _journal(run).trials}
+    states = {t.user_attrs["trial_id"]: t.state for t in run_journal(run).trials}
     assert states[kd["trial_id"]] == optuna.trial.TrialState.FAIL  # TPE learns the region is bad
     summary = (write_report(str(run)).path + "/summary.md")
     text = Path(summary).read_text()
@@ -78,12 +74,12 @@ def test_a_larger_trials_grows_the_study_from_its_journal(ray_cluster: str, tmp_
     assert main(argv) == 0
     run = tmp_path / "growing"
     first = {p.name for p in (run / "results" / "trials").iterdir()}
-    assert len(first) == 2 and len(_journal(run).trials) == 2
+    assert len(first) == 2 and len(run_journal(run).trials) == 2
 
     assert main([*argv, "--trials", "4"]) == 0
     assert "growing the study from 2 to 4 trials" in capsys.readouterr().out
     assert {p.name for p in (run / "results" / "trials").iterdir()} > first  # earlier trials kept, not re-run
-    trials = [t for t in _journal(run).trials if "trial_id" in t.user_attrs]  # not TPE's repeated proposals
+    trials = [t for t in run_journal(run).trials if "trial_id" in t.user_attrs]  # not TPE's repeated proposals
     assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     # TPE sampled the new trials from the journal that holds the first two: they are numbered after them
     old = [t.number for t in trials if t.user_attrs["trial_id"] + ".parquet" in first]
@@ -116,7 +112,7 @@ def test_known_configurations_are_not_trained_twice_and_an_exhausted_space_ends_
     run = tmp_path / "small"
     rows = pq.read_table(run / "results" / "trials").to_pylist()
     assert sorted(r["method"] for r in rows) == ["kd", "nokd"]
-    trials = _journal(run).trials
+    trials = run_journal(run).trials
     by_id = {t.user_attrs["trial_id"]: t for t in trials if "trial_id" in t.user_attrs}
     assert len(by_id) == 2
     for duplicate in (t for t in trials if "duplicate_of" in t.user_attrs):  # Optuna got the known value

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.analysis_fixtures import ROOT
+from tests.journals import run_journal
 
 # A hop in progress (hop 1's first epoch done, not stored), a trial whose rows are written but whose result never
 # reached the driver, a result the driver has not told Optuna yet, and a trial in the journal that never started.
@@ -54,11 +55,6 @@ def _kill_group(driver: subprocess.Popen) -> str:
     return out
 
 
-def _journal(run: Path) -> list[optuna.trial.FrozenTrial]:
-    backend = optuna.storages.journal.JournalFileBackend(str(run / "results" / "optuna_journal.log"))
-    return optuna.load_study(study_name=run.name, storage=optuna.storages.JournalStorage(backend)).trials
-
-
 def _rows(run: Path, table: str) -> list[dict]:
     folder = run / "results" / table
     return pq.read_table(folder).to_pylist() if folder.exists() else []
@@ -79,10 +75,10 @@ def test_a_study_killed_at_any_point_resumes_to_exactly_its_trials(ray_cluster: 
         _wait_for(faults / f"{point}.fired", driver)
         outputs.append(_kill_group(driver))
         finished_at.append(_trial_files(run))
-        states = [t.state for t in _journal(run)]
+        states = [t.state for t in run_journal(run).trials]
         assert optuna.trial.TrialState.RUNNING in states, point  # the crash left the journal behind the truth
 
-    first = _journal(run)[0].user_attrs["trial_id"]
+    first = run_journal(run).trials[0].user_attrs["trial_id"]
     assert finished_at[0] == {}  # killed inside hop 1 of the first trial
     assert list(finished_at[1]) == [first]  # its rows written, its result never reported
     assert len(finished_at[2]) == 2 and len(finished_at[3]) == 2
@@ -95,7 +91,7 @@ def test_a_study_killed_at_any_point_resumes_to_exactly_its_trials(ray_cluster: 
     trials = _rows(run, "trials")
     ids = [t["trial_id"] for t in trials]
     assert len(ids) == len(set(ids)) == TRIALS and all(t["status"] == "TERMINATED" for t in trials)
-    journal = [t for t in _journal(run) if "trial_id" in t.user_attrs]
+    journal = [t for t in run_journal(run).trials if "trial_id" in t.user_attrs]
     assert sorted(t.user_attrs["trial_id"] for t in journal) == sorted(ids)  # once each in the journal ...
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in journal)  # ... and COMPLETE
     values = {t["trial_id"]: t["student_val_acc"] for t in trials}
@@ -123,7 +119,7 @@ def test_sigint_and_sigterm_stop_cleanly_and_the_study_resumes(ray_cluster: str,
     assert driver.returncode == 130, err
     assert re.search(r"^interrupted: 0 of 3 trials finished; run the same command to resume$", err, flags=re.M)
     assert "best configuration" not in out
-    assert [t.state for t in _journal(run)][0] == optuna.trial.TrialState.RUNNING  # left for the next session
+    assert [t.state for t in run_journal(run).trials][0] == optuna.trial.TrialState.RUNNING  # left for the next session
 
     # SIGTERM (a scheduler's kill), sent by the driver to itself once it has told Optuna of one trial
     driver = _driver(spec_file, tmp_path, "signals", ray_cluster, faults, "after-tell:sigterm", trials=3)
@@ -139,7 +135,7 @@ def test_sigint_and_sigterm_stop_cleanly_and_the_study_resumes(ray_cluster: str,
     trials = _rows(run, "trials")
     assert len({t["trial_id"] for t in trials}) == 3
     assert sum("trial_id" in t.user_attrs and t.state == optuna.trial.TrialState.COMPLETE
-               for t in _journal(run)) == 3
+               for t in run_journal(run).trials) == 3
 
 
 def test_every_trial_failing_the_same_way_shows_the_error_once(ray_cluster: str, spec_file: Path,
