@@ -41,3 +41,15 @@ def test_asha_stops_weak_students_early_and_records_them(ray_cluster: None, spec
     for row in stopped:  # stopped before the student's last epoch (that one only reports with the outcome)
         student_epochs = [e["epoch"] for e in epochs if e["trial_id"] == row["trial_id"] and e["role"] == "student"]
         assert sorted(student_epochs) == list(range(1, len(student_epochs) + 1)) and 0 < len(student_epochs) < 4
+
+
+def test_asha_never_stops_a_trial_at_its_students_last_epoch(ray_cluster: None, spec_file: Path,
+                                                              tmp_path: Path) -> None:
+    # One epoch: ASHA's only rung is the student's last epoch, where a trial below the others' median would be cut
+    # after training everything; it must end TERMINATED with its rows instead.
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "last", "trials": 4, "epochs": 1,
+                                 "scheduler": "asha", "methods": "kd", "max_concurrent": 1})
+    assert run_study(spec).errors == []
+    rows = pq.read_table(tmp_path / "last" / "results" / "trials").to_pylist()
+    assert len({r["student_val_acc"] for r in rows}) > 1  # the students differ, so the rung has a cutoff
+    assert [r["status"] for r in rows] == ["TERMINATED"] * 4
