@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from study.faults import NO_FAULTS, Faults
 from study.spec import OBJECTIVES, StudySpec
 from study.trainable import DIVERGED, FINISHED, OUTCOME
 from trainables import ChainConfig
+from trainables.config import ConfigError
 
-TRIAL_ID_ATTR, DUPLICATE_ATTR = "trial_id", "duplicate_of"
+log = logging.getLogger("kdstudy")
+TRIAL_ID_ATTR, DUPLICATE_ATTR, INVALID_ATTR = "trial_id", "duplicate_of", "invalid"
 # Consecutive known configurations TPE may propose before the search draws one at random instead; then how many
 # random draws may fail to find a new one before the space counts as exhausted.
 TPE_DUPLICATES, RANDOM_DRAWS = 10, 500
@@ -93,6 +96,7 @@ class StudySearch(OptunaSearch):
         self.spec, self.ledger, self.resume, self.faults, self.on_tell = spec, ledger, list(resume), faults, on_tell
         self.keys: dict[str, str] = {}  # Tune trial id -> configuration key
         self.exhausted_reason: str | None = None
+        self.invalid: set[str] = set()  # reasons of invalid draws already logged
         self._study = study
         self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed + len(study.trials)))
         super().__init__(space=functools.partial(space.suggest, spec=spec), metric=metric, mode=mode,
@@ -122,7 +126,10 @@ class StudySearch(OptunaSearch):
             if ot_trial is None:
                 break
             config = self._suggest_from_define_by_run_func(self._space, ot_trial)
-            key = self.ledger.key(config)
+            key = self._valid_key(ot_trial, config)
+            if key is None:
+                duplicates += 1
+                continue
             known = self.ledger.get(key)
             if known is None:
                 return self._start(trial_id, ot_trial, config, key)
@@ -131,6 +138,20 @@ class StudySearch(OptunaSearch):
         self.exhausted_reason = self.exhausted_reason or (
             f"the search space holds only {len(self.ledger.configs)} distinct configurations")
         return Searcher.FINISHED
+
+    def _valid_key(self, ot_trial: optuna.trial.Trial, config: dict[str, Any]) -> str | None:
+        """The suggestion's key; None for a chain no trial can train, which Optuna is told FAIL. The spec's check
+        (`space.invalid_draw`) keeps the space free of such chains: this is the safety net that keeps a rule the
+        check cannot see from ending the session."""
+        try:
+            return self.ledger.key(config)
+        except ConfigError as error:
+            if str(error) not in self.invalid:
+                self.invalid.add(str(error))
+                log.warning("search: an invalid chain was drawn and skipped (%s)", error)
+            ot_trial.set_user_attr(INVALID_ATTR, str(error))
+            tell(self._ot_study, ot_trial, TrialState.FAIL, None)
+            return None
 
     def _ask(self, duplicates: int) -> optuna.trial.Trial | None:
         """TPE's next suggestion; after TPE_DUPLICATES known ones in a row, a random new configuration instead
@@ -148,7 +169,11 @@ class StudySearch(OptunaSearch):
             trial = self._random.ask()
             config = self._suggest_from_define_by_run_func(self._space, trial)
             self._random.tell(trial, state=TrialState.FAIL)
-            if self.ledger.get(self.ledger.key(config)) is None:
+            try:
+                key = self.ledger.key(config)
+            except ConfigError:
+                continue
+            if self.ledger.get(key) is None:
                 return dict(trial.params)
         return None
 

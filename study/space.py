@@ -6,16 +6,18 @@ method adds (with their default ranges, which a spec's `[search]` table may narr
 
 from __future__ import annotations
 
+import itertools
 import math
 from itertools import combinations
-from typing import Any
+from typing import Any, Iterator
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial
 
 from study.spec import StudySpec
 from trainables import ChainConfig
-from trainables.methods import all_params, method_class
+from trainables.config import ConfigError
+from trainables.methods import Param, all_params, method_class
 
 TA_PARAM = "ta_depths"
 
@@ -46,6 +48,33 @@ def suggest(trial: Trial, spec: StudySpec) -> dict[str, Any]:
     if not method.uses_tas:
         return {TA_PARAM: []}
     return {TA_PARAM: depths_of(trial.suggest_categorical(TA_PARAM, ta_subsets(spec.ta_candidates)))}
+
+
+def invalid_draw(spec: StudySpec) -> str | None:
+    """Why some chain the space can draw is invalid, or None: every method × every TA subset × both ends of each
+    searched range (and every searched choice), so that a study is refused when its spec is read rather than
+    aborted by the draw.
+
+    A method's cross-setting rules (DGKD's `drop` below the student's teacher count) are monotone in each
+    number, so a range's ends stand for its inside."""
+    base = spec.base_config()
+    for name in spec.methods:
+        method = method_class(name)
+        subsets = ta_subsets(spec.ta_candidates) if method.uses_tas else [""]
+        for subset, values in itertools.product(subsets, list(_corners(method.params, spec))):
+            try:
+                ChainConfig.from_flat({**base, **values, "method": name, TA_PARAM: depths_of(subset)})
+            except ConfigError as error:
+                chain = f"TAs {subset.replace('-', ', ')}" if subset else "no TA"
+                return (f"search.{error} (method {name} with {chain} can draw it); narrow [search] "
+                        f"{str(error).split(':', 1)[0]} or ta_candidates")
+    return None
+
+
+def _corners(params: tuple[Param, ...], spec: StudySpec) -> Iterator[dict[str, Any]]:
+    ends = [sorted(set(p.search_values(spec.search.get(p.name))), key=str) for p in params]
+    for values in itertools.product(*ends):
+        yield {p.name: value for p, value in zip(params, values)}
 
 
 def size(spec: StudySpec) -> float:

@@ -202,6 +202,7 @@ def validate(spec: StudySpec) -> StudySpec:
     _check(spec.max_failures >= 0, "max_failures", f"expected >= 0, got {spec.max_failures}")
     _check_search(spec)
     _check_chain(spec)
+    _check_draws(spec)
     return spec
 
 
@@ -231,6 +232,14 @@ def _check_chain(spec: StudySpec) -> None:
         # name the field where the user wrote it: a top-level study key, or a key of [chain]
         raise UsageError(str(error) if field_name in STUDY_LEVEL_CHAIN_FIELDS else f"chain.{error}") from None
     _check_data(base)
+
+
+def _check_draws(spec: StudySpec) -> None:
+    from study.space import invalid_draw  # the space reads specs: imported where it is needed
+
+    problem = invalid_draw(spec)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def _arch(name: str, arch: str) -> tuple[str, int]:

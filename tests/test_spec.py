@@ -72,3 +72,26 @@ def test_the_seed_preset_is_the_reference_recipe() -> None:
 def test_an_unknown_preset_exits_2(capsys: pytest.CaptureFixture) -> None:
     assert main(["run", "--preset", "nope"]) == 2
     assert capsys.readouterr().err.startswith("kdstudy run: preset: unknown preset 'nope'; expected one of ")
+
+
+@pytest.mark.parametrize("drop, teachers, tas", [("[2, 2]", 2, "8"), ("[0, 3]", 3, "8, 6")])
+def test_a_range_that_some_drawn_chain_cannot_take_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture, drop: str, teachers: int, tas: str) -> None:
+    # a one-TA chain gives DGKD's student two teachers: dropping two (or three) of them can never train
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(f'methods = ["dgkd"]\nta_candidates = [8, 6, 4]\n[search]\ndrop = {drop}\n')
+    storage = tmp_path / "storage"
+    assert main(["run", "--spec", str(spec_file), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"kdstudy run: search.drop: expected fewer than the student's {teachers} teacher(s), got "
+                   f"{teachers} (method dgkd with TAs {tas} can draw it); narrow [search] drop or ta_candidates\n")
+    assert not storage.exists()
+
+
+def test_every_end_of_a_searched_range_is_checked_against_every_ta_subset() -> None:
+    from study.space import invalid_draw
+
+    assert invalid_draw(StudySpec(methods=("dgkd",), ta_candidates=(8, 6, 4), search={"drop": (0, 1)})) is None
+    assert invalid_draw(StudySpec(methods=("dgkd",), ta_candidates=(8, 6, 4), search={"drop": (1, 2)})) is not None
+    # one TA: the student has two teachers, so one may be dropped
+    assert invalid_draw(StudySpec(methods=("takd", "dgkd"), ta_candidates=(8,), search={"drop": (1, 1)})) is None

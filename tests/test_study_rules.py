@@ -157,3 +157,21 @@ def test_a_duplicate_suggestion_gets_the_known_value_and_another_is_drawn() -> N
     assert duplicate.user_attrs == {"duplicate_of": "finished"}
     assert duplicate.state == TrialState.COMPLETE and duplicate.value == 0.9
     assert searcher.suggest("tune-2") == StudySearch.FINISHED  # both configurations are in the study now
+
+
+def test_an_invalid_draw_is_told_fail_and_another_is_drawn_instead_of_ending_the_session() -> None:
+    from optuna.trial import TrialState
+
+    from study.search import Ledger, StudySearch
+    from study.spec import StudySpec
+
+    # built without the spec's check (`space.invalid_draw` refuses this range): the searcher's own safety net
+    spec = StudySpec(methods=("dgkd",), ta_candidates=(8, 6, 4), search={"drop": (2, 2)})
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher = StudySearch(spec, study, Ledger(spec), resume=[])
+    configs = [searcher.suggest(f"tune-{i}") for i in range(8)]
+    assert all(len(config["ta_depths"]) >= 2 for config in configs)  # drop 2 needs three teachers or more
+    invalid = [t for t in study.trials if "invalid" in t.user_attrs]
+    assert invalid and all(t.state == TrialState.FAIL and len(t.params["ta_depths"].split("-")) == 1
+                           for t in invalid)
+    assert invalid[0].user_attrs["invalid"].startswith("drop: expected fewer than the student's 2 teacher(s)")
