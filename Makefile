@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/predictions_layout.py
 	$(BIN)/python bench/driver_scale.py
 	$(BIN)/python bench/fidelity.py
+	$(BIN)/python bench/teacher_lookup.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

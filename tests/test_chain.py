@@ -9,7 +9,10 @@ import torch
 
 from tests.conftest import DEVICE, ON_GPU
 from trainables import ChainConfig, HopDiverged, MemoryStore, train_chain
+from trainables.data import DataBundle, iterate_batches, load_chain_data
 from trainables.hops import plan_chain
+from trainables.loop import Counters, TeacherOutputs
+from trainables.models import build_model
 
 TINY = dict(dataset="mnist5k", train_size=800, val_size=200, width=0.25, epochs=3, lr=0.05, batch_size=64,
             device=DEVICE)
@@ -124,3 +127,22 @@ def test_bf16_autocast_trains_on_cpu_too(chain_cfg: ChainConfig) -> None:
     bf16, fp32 = train_chain(cfg.replace(precision="bf16")), train_chain(cfg.replace(precision="fp32"))
     assert bf16.student.test_acc > 0.3
     assert not torch.equal(bf16.hops[0].predictions.true_prob, fp32.hops[0].predictions.true_prob)
+
+
+def test_cached_teacher_lookup_equals_indexing_the_whole_cache() -> None:
+    # The batch is gathered before the teachers are picked (see TeacherOutputs.for_batch); the result must be the
+    # same values as picking the teachers from the whole cache first, for every subset DGKD's dropping can draw.
+    data = load_chain_data(ChainConfig(**{**TINY, "train_size": 200})).to(DEVICE)
+    teachers = [_frozen(arch, data, seed) for seed, arch in enumerate(("plain4", "plain3", "plain2"))]
+    outputs = TeacherOutputs(teachers, [1, 1, 1], data, Counters(), per_batch=False, precision="fp32")
+    whole = outputs.for_split(data.train)
+    for _, _, idx in iterate_batches(data.train, 64, shuffle=True, generator=torch.Generator().manual_seed(0),
+                                     mean=data.mean, std=data.std):
+        for active in ([0, 1, 2], [0, 2], [1]):
+            assert torch.equal(outputs.for_batch(torch.empty(0), idx, active), whole[active][:, idx])
+
+
+def _frozen(arch: str, data: DataBundle, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(arch, data.num_classes, data.in_channels, data.image_size, 0.25)
+    return model.to(DEVICE).eval()
