@@ -19,9 +19,16 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """"fp32" or "bf16" as computed on `device`. "auto": bf16 on GPUs (no loss scaling needed), fp32 on CPU, where
+    it keeps runs bit-exact."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 def uses_bf16(device: torch.device, precision: str) -> bool:
-    """"auto": bf16 on GPUs (no loss scaling needed), fp32 on CPU, where it keeps runs bit-exact."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return resolve_precision(device, precision) == "bf16"
 
 
 def autocast_for(device: torch.device, precision: str = "auto") -> ContextManager[object]:

