@@ -4,11 +4,16 @@ One rule for the whole project: a location is a pyarrow filesystem plus a path o
 the parent's scheme and query options (`s3://b/studies?scheme=http` / "run" = `s3://b/studies/run?scheme=http`).
 Writes are atomic: readers see a whole file or none — on local disks and NFS through a temporary file and a
 rename, on object stores because a finished upload becomes visible at once.
+
+A URI that holds credentials is refused: it would travel into Tune's pickles, Ray's object store, the journal and
+every log line, and the trials rebuild their URIs without it anyway. Credentials come from where the cloud's SDK
+looks for them (environment variables, a profile, an instance role), which every trial's process sees too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,18 +51,56 @@ class Location:
 def locate(text: str) -> Location:
     """A local path (absolute or relative, `~` expanded, `file://` accepted) or a pyarrow URI.
 
-    Raises ValueError with pyarrow's reason when the URI is not usable."""
+    Raises ValueError, one line that starts "cannot use <uri>" and gives the reason, when the URI is not usable
+    or holds credentials; the message never holds a secret (the URI is shown masked then)."""
     local = text.removeprefix("file://")
     if "://" not in local:
         path = str(Path(local).expanduser().resolve())
         return Location(path, pafs.LocalFileSystem(), path)
+    if _holds_credentials(text):  # before pyarrow, whose parse errors quote the whole URI
+        raise ValueError(f"cannot use {_masked(text)} (it holds credentials, which would be written into Tune's "
+                         f"files and logs; give them through {_credential_sources(text)})")
     try:
         fs, path = pafs.FileSystem.from_uri(text)
     except (pa.ArrowInvalid, OSError, ValueError) as error:
-        raise ValueError(str(error)) from None
+        raise ValueError(f"cannot use {text} ({error})") from None
     if not path.strip("/"):
-        raise ValueError("the URI names no bucket or folder")
+        raise ValueError(f"cannot use {text} (the URI names no bucket or folder)")
     return Location(_with_path(text, path.rstrip("/")), fs, path.rstrip("/"))
+
+
+# scheme://user:password@…; the password may hold an unescaped "/" (AWS secret keys do), the user may not
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<user>[^/:@?#]*)(?::(?P<password>[^@?#]*))?@")
+# query options that carry a secret: Azure's client_secret (pyarrow takes it), and the access_key, secret_key and
+# session_token other tools spell (pyarrow refuses them, quoting the URI); no option pyarrow needs has these words
+_SECRET_OPTION = re.compile(r"(?P<name>(?<=[?&])[^=&#]*(?:key|secret|token|password)[^=&#]*)=[^&#]*", re.I)
+_AZURE_SOURCES = "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or a managed identity"
+_GOOGLE_SOURCES = "GOOGLE_APPLICATION_CREDENTIALS or the machine's service account"
+_CREDENTIAL_SOURCES = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE, ~/.aws/credentials) or an "
+          "instance role",
+    "abfs": _AZURE_SOURCES, "abfss": _AZURE_SOURCES, "gs": _GOOGLE_SOURCES, "gcs": _GOOGLE_SOURCES,
+}
+
+
+def _holds_credentials(uri: str) -> bool:
+    """A password in the user part (S3's secret key, Azure's account key), a user in an S3 URI (pyarrow takes it
+    as the access key; elsewhere a user names a container or "anonymous"), or a secret query option."""
+    userinfo = _USERINFO.match(uri)
+    if userinfo and (userinfo["password"] is not None or userinfo["scheme"].lower() == "s3"):
+        return True
+    return _SECRET_OPTION.search(uri) is not None
+
+
+def _masked(uri: str) -> str:
+    """`uri` with its user part and secret options' values replaced by ***."""
+    uri = _USERINFO.sub(lambda m: f"{m['scheme']}://***@", uri, count=1)
+    return _SECRET_OPTION.sub(lambda m: f"{m['name']}=***", uri)
+
+
+def _credential_sources(uri: str) -> str:
+    scheme = uri.split("://", 1)[0].lower()
+    return _CREDENTIAL_SOURCES.get(scheme, "the environment, as the storage's SDK expects")
 
 
 def _with_path(uri: str, path: str) -> str:

@@ -30,7 +30,7 @@ def check_run(text: str) -> str:
     try:
         run = locate(text)
     except ValueError as error:
-        raise UsageError(f"run: cannot use {text} ({error})") from None
+        raise UsageError(f"run: {error}") from None
     if is_empty(run / "results" / "trials"):
         raise UsageError(f"run: no study results in {text} (expected {run / 'results' / 'trials'}/)")
     return run.uri

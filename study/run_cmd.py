@@ -76,7 +76,7 @@ def check_storage(storage: str) -> None:
     try:
         location = locate(storage)
     except ValueError as error:
-        raise UsageError(f"storage: cannot use {storage} ({error})") from None
+        raise UsageError(f"storage: {error}") from None
     if not location.is_local:
         return
     path = Path(location.path)

@@ -1,6 +1,7 @@
 """A study on object storage: a real S3 API server (moto's server mode) on 127.0.0.1, a study run, reported,
 confirmed and grown through `s3://…?endpoint_override=…&scheme=http` URIs, with hops shared through the store on
-the bucket and the Optuna journal kept beside the results."""
+the bucket and the Optuna journal kept beside the results. Credentials come from the environment; a URI that
+holds them is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
 import optuna
 import pyarrow.fs as pafs
@@ -20,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.load import load_run
+from analysis.storage import locate
 from study.cli import main
 from tests.journals import load_journal
 
@@ -142,3 +145,80 @@ def _end_of_first_trial(lines: list[bytes]) -> int:
         if entry.get("op_code") == 6 and entry.get("state") == optuna.trial.TrialState.COMPLETE.value:
             return i + 1
     raise AssertionError("no finished trial in the journal")
+
+
+# An AWS-shaped secret: the "/" it holds is one pyarrow's URI parser stops at, quoting the whole URI in its error
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
+CREDENTIAL_SPELLINGS = {
+    "user part": f"AKIAEXAMPLE:{quote(SECRET, safe='')}@",
+    "user part, unescaped": f"AKIAEXAMPLE:{SECRET}@",
+    "query options": "",
+}
+
+
+def _uri_with_credentials(spelling: str, endpoint: str, path: str) -> str:
+    query = f"endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    if spelling == "query options":
+        query += f"&access_key=AKIAEXAMPLE&secret_key={quote(SECRET, safe='')}&session_token={SECRET}"
+    return f"s3://{CREDENTIAL_SPELLINGS[spelling]}{BUCKET}/{path}?{query}"
+
+
+def _bucket_listing(endpoint: str) -> list[str]:
+    return sorted(i.path for i in _s3(endpoint).get_file_info(pafs.FileSelector(BUCKET, recursive=True)))
+
+
+def _assert_refused(argv: list[str], field: str, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    capfd: pytest.CaptureFixture) -> None:
+    """`kdstudy argv` exits 2 with one line on `field` naming the standard credential sources and not the secret,
+    and writes nothing: not on the bucket, not in the journal cache, not in the working folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    before = _bucket_listing(endpoint)
+    capfd.readouterr()
+
+    assert main(argv) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"kdstudy {argv[0]}: {field}: ") and "AWS_ACCESS_KEY_ID" in err
+    assert all(form not in err for form in (SECRET, quote(SECRET, safe=""), SECRET.split("/")[-1]))
+    assert _bucket_listing(endpoint) == before
+    assert not (tmp_path / "cache" / "kdstudy").exists() and not any((tmp_path / "cwd").iterdir())
+
+
+@pytest.mark.parametrize("spelling", CREDENTIAL_SPELLINGS)
+def test_run_refuses_a_storage_uri_with_credentials(spelling: str, ray_cluster: str, spec_file: Path,
+                                                    s3_endpoint: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capfd: pytest.CaptureFixture) -> None:
+    """Such a URI would travel into Tune's pickles and every log line; the trials would drop it and be denied."""
+    storage = _uri_with_credentials(spelling, s3_endpoint, "studies")
+    argv = ["run", "--spec", str(spec_file), "--storage", storage, "--name", "creds", "--no-report"]
+    _assert_refused(argv, "storage", s3_endpoint, tmp_path, monkeypatch, capfd)
+
+
+@pytest.mark.parametrize("command", ["report", "confirm"])
+@pytest.mark.parametrize("spelling", CREDENTIAL_SPELLINGS)
+def test_report_and_confirm_refuse_a_run_uri_with_credentials(command: str, spelling: str, s3_endpoint: str,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capfd: pytest.CaptureFixture) -> None:
+    run = _uri_with_credentials(spelling, s3_endpoint, "studies/creds")
+    _assert_refused([command, run], "run", s3_endpoint, tmp_path, monkeypatch, capfd)
+
+
+@pytest.mark.parametrize("uri", [
+    f"abfs://account:{quote(SECRET, safe='')}@container/studies",
+    f"abfss://container/studies?tenant_id=t&client_id=c&client_secret={quote(SECRET, safe='')}",
+    f"gs://user:{quote(SECRET, safe='')}@bucket/studies",
+])
+def test_other_stores_uris_with_credentials_are_refused_without_showing_them(uri: str) -> None:
+    with pytest.raises(ValueError, match=r"^cannot use \S+ \(it holds credentials") as refused:
+        locate(uri)
+    assert quote(SECRET, safe="") not in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("uri", ["abfs://container@account.dfs.core.windows.net/studies",
+                                 "gs://anonymous@bucket/studies"])
+def test_a_user_part_that_is_no_credential_is_accepted(uri: str) -> None:
+    """Azure's container@account and GCS's anonymous user name no secret (pyarrow needs no network for these)."""
+    assert locate(uri).path.endswith("/studies")
