@@ -15,9 +15,11 @@ ON_GPU = DEVICE.startswith("cuda")
 # Local test clusters: a token found in ~/.ray would turn on token auth, and a second node could not join.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 # The S3 tests talk to a local S3 server that accepts any key; set before Ray starts so trials see them too
-# (and pyarrow never asks an instance-metadata service for credentials).
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "kdstudy-test")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "kdstudy-test")
+# (and pyarrow never asks an instance-metadata service for credentials). Set, not defaulted: tests never send a
+# developer's own keys, and the secret is one a test can look for in everything a study wrote.
+PLANTED_SECRET = "kdstudy-planted-secret-7Qx3v9"
+os.environ["AWS_ACCESS_KEY_ID"] = "kdstudy-test"
+os.environ["AWS_SECRET_ACCESS_KEY"] = PLANTED_SECRET
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
@@ -30,6 +32,14 @@ def ray_cluster() -> Iterator[str]:
                        log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_session_dir(ray_cluster: str) -> Path:
+    """The session cluster's folder: its logs (every trial's output) and Tune's local staging."""
+    import ray
+
+    return Path(ray.init(address=ray_cluster, ignore_reinit_error=True).address_info["session_dir"])
 
 
 TINY_SPEC = f"""

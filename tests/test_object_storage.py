@@ -24,6 +24,7 @@ import pytest
 from analysis.load import load_run
 from analysis.storage import locate
 from study.cli import main
+from tests.conftest import PLANTED_SECRET
 from tests.journals import load_journal
 
 BUCKET = "kdstudy-test"
@@ -67,9 +68,18 @@ def _names(fs: pafs.FileSystem, folder: str) -> list[str]:
     return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)))
 
 
-def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, spec_file: Path, s3_endpoint: str,
-                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture) -> None:
+class SecretInRayLogs(AssertionError):
+    """The one place the planted secret is known to land: Ray's runtime_env agent log (see the xfail below)."""
+
+
+@pytest.mark.xfail(strict=True, raises=SecretInRayLogs,
+                   reason="Tune copies the driver's AWS_* variables into every trial's runtime_env, which Ray's "
+                          "logs/runtime_env_agent.log prints; fix: study.runner.quiet_tune drops them from "
+                          "ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE (issue 14, item 10)")
+def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, ray_session_dir: Path, spec_file: Path,
+                                                       s3_endpoint: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capfd: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the driver's local copy of the journal
     query = f"endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
     storage, run_uri = f"s3://{BUCKET}/studies?{query}", f"s3://{BUCKET}/studies/ons3?{query}"
@@ -90,9 +100,10 @@ def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, spec_fi
     study = load_journal(local, "ons3")
     assert sum(t.state == optuna.trial.TrialState.COMPLETE and "trial_id" in t.user_attrs for t in study.trials) == 3
 
-    capsys.readouterr()
+    console = [capfd.readouterr()]
     assert main(["report", run_uri]) == 0
-    assert capsys.readouterr().out.strip() == f"report: s3://{BUCKET}/studies/ons3/report?{query}/"
+    console.append(capfd.readouterr())
+    assert console[-1].out.strip() == f"report: s3://{BUCKET}/studies/ons3/report?{query}/"
     report = _names(fs, f"{BUCKET}/studies/ons3/report")
     assert {"summary.md", "best_config.json", "pareto.png", "methods.png"} <= set(report)
 
@@ -110,6 +121,29 @@ def test_a_study_on_s3_runs_reports_confirms_and_grows(ray_cluster: str, spec_fi
     study = load_journal(local, "ons3")
     assert sorted(t.user_attrs["trial_id"] for t in study.trials if "trial_id" in t.user_attrs) == \
         sorted(loaded.trials["trial_id"])
+
+    # the secret every process used (from the environment) is in nothing the study wrote or printed: the bucket
+    # (results, models, Tune's files, the journal, the report), the local journal cache, the console, Ray's logs
+    console = "".join(c.out + c.err for c in [*console, capfd.readouterr()])
+    assert PLANTED_SECRET not in console
+    assert _objects_holding(PLANTED_SECRET, fs, BUCKET) == [] and _files_holding(PLANTED_SECRET, tmp_path) == []
+    if in_ray_logs := _files_holding(PLANTED_SECRET, ray_session_dir):
+        raise SecretInRayLogs(in_ray_logs)
+
+
+def _objects_holding(secret: str, fs: pafs.FileSystem, bucket: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(bucket, recursive=True))
+    return [i.path for i in infos if i.type == pafs.FileType.File and secret.encode() in _read(fs, i.path)]
+
+
+def _files_holding(secret: str, folder: Path) -> list[str]:
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    return [str(p) for p in files if secret.encode() in p.read_bytes()]
+
+
+def _read(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
 
 
 def test_a_journal_that_lost_its_tail_is_completed_from_the_results(ray_cluster: str, spec_file: Path,
