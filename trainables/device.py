@@ -21,7 +21,7 @@ def configure_backends(device: torch.device) -> None:
 
 def resolve_precision(device: torch.device, precision: str) -> str:
     """"fp32" or "bf16" as computed on `device`. "auto": bf16 on GPUs (no loss scaling needed), fp32 on CPU, where
-    it keeps runs bit-exact."""
+    it keeps runs bit-exact on one machine."""
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
