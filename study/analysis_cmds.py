@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from study.errors import UsageError
+from study.run_cmd import recorded_runtime
+from study.spec import check_runtime
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -16,9 +19,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     confirm.add_argument("run", help="the study: <storage>/<name>, a local folder or a URI such as s3://b/studies/x")
     confirm.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
     confirm.add_argument("--seeds", type=int, default=3, help="new seeds per configuration (default 3)")
-    confirm.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float, default=1.0)
-    confirm.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float, default=0.0)
-    confirm.add_argument("--max-concurrent", dest="max_concurrent", type=int, default=2)
+    # no defaults here: a confirmation runs like its study (confirm_runtime)
+    confirm.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float, help="default: the study's")
+    confirm.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float, help="default: the study's")
+    confirm.add_argument("--max-concurrent", dest="max_concurrent", type=int, help="default: the study's")
     confirm.add_argument("--address", help="Ray cluster address; 'auto' joins a running cluster")
     confirm.set_defaults(handler=run_confirm)
 
@@ -49,19 +53,33 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_confirm(args: argparse.Namespace) -> int:
-    for name in ("top", "seeds", "max_concurrent"):
+    for name in ("top", "seeds"):
         if getattr(args, name) < 1:
             raise UsageError(f"{name}: expected >= 1, got {getattr(args, name)}")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise UsageError("cpus_per_trial: expected > 0 CPUs and >= 0 GPUs per trial")
     run = check_run(args.run)
+    runtime = confirm_runtime(args, run)
+    from study import cluster  # imports Ray
     from study.confirm import planned_jobs, run_confirmation
 
     jobs = planned_jobs(run, args.top, args.seeds)  # bad runs fail here, before Ray starts
-    outcome = run_confirmation(run, jobs, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
-                               args.max_concurrent, args.address)
+    cluster.check_resources(runtime["cpus_per_trial"], runtime["gpus_per_trial"], args.address)
+    print(f"resources: {runtime['cpus_per_trial']:g} CPU and {runtime['gpus_per_trial']:g} GPU per trial, "
+          f"at most {runtime['max_concurrent']} trials at a time", flush=True)
+    outcome = run_confirmation(run, jobs, {"cpu": runtime["cpus_per_trial"], "gpu": runtime["gpus_per_trial"]},
+                               runtime["max_concurrent"], args.address)
     print_confirmation(run)
     return 0 if not outcome.errors or outcome.jobs > len(outcome.errors) else 1
+
+
+def confirm_runtime(args: argparse.Namespace, run: str) -> dict[str, Any]:
+    """A confirmation runs its trials like its study did (CPUs and GPUs per trial, how many at a time), but for
+    what a flag says."""
+    from analysis.storage import locate
+
+    recorded = recorded_runtime(locate(run))
+    runtime = {name: recorded[name] if getattr(args, name) is None else getattr(args, name) for name in recorded}
+    check_runtime(runtime)
+    return runtime
 
 
 def print_confirmation(run: str) -> None:

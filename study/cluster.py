@@ -31,6 +31,15 @@ def cluster_capacity() -> dict[str, float]:
     return {kind: max((n.get(kind, 0.0) for n in nodes), default=0.0) for kind in ("CPU", "GPU")}
 
 
+def check_resources(cpus: float, gpus: float, address: str | None) -> None:
+    """A trial asking for more than a node has would wait forever: exit 2 before any trial starts instead."""
+    if address is None:
+        check_request(cpus, gpus, local_capacity(), "this machine")
+        return
+    connect(address)
+    check_request(cpus, gpus, cluster_capacity(), "the largest node of the cluster")
+
+
 def check_request(cpus: float, gpus: float, capacity: dict[str, float], where: str) -> None:
     """A trial that asks for more than `capacity` would wait forever: refuse it before any trial starts."""
     for name, wanted, kind in (("cpus_per_trial", cpus, "CPU"), ("gpus_per_trial", gpus, "GPU")):

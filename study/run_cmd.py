@@ -23,6 +23,9 @@ FLAGS = ("name", "storage", "dataset", "data_dir", "teacher", "student", "ta_can
          "epochs", "seed", "objectives", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures",
          "address", "scheduler")
 SETTINGS_FILE = "study.json"
+# study.json's section of how the last session ran its trials: rewritten by each session, never compared (a rerun
+# may change where and how it runs), read by `kdstudy confirm` for its defaults.
+RUNTIME = "runtime"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -94,6 +97,7 @@ def check_settings(spec: StudySpec) -> int | None:
         if not is_empty(spec.run):
             raise UsageError(f"name: {spec.run} holds files but no {SETTINGS_FILE}; use another --name")
         return None
+    stored = {name: value for name, value in stored.items() if name != RUNTIME}
     current = spec.settings()
     changed = [name for name in sorted(set(stored) | set(current))
                if name != "trials" and stored.get(name) != current.get(name)]
@@ -116,19 +120,21 @@ def read_settings(run: Location) -> dict[str, Any] | None:
 
 
 def write_settings(spec: StudySpec) -> None:
-    write_bytes(spec.run / SETTINGS_FILE, (json.dumps(spec.settings(), indent=2) + "\n").encode())
+    document = {**spec.settings(), RUNTIME: spec.runtime()}
+    write_bytes(spec.run / SETTINGS_FILE, (json.dumps(document, indent=2) + "\n").encode())
+
+
+def recorded_runtime(run: Location) -> dict[str, Any]:
+    """How the study's last session ran its trials; a study whose study.json predates the record, or a folder
+    without one, ran with the defaults."""
+    recorded = (read_settings(run) or {}).get(RUNTIME, {})
+    return {name: recorded.get(name, default) for name, default in StudySpec().runtime().items()}
 
 
 def check_resources(spec: StudySpec) -> None:
-    """A trial asking for more than a node has would wait forever; exit 2 before any trial starts instead."""
-    from study import cluster
+    from study import cluster  # imports Ray
 
-    if spec.address is None:
-        cluster.check_request(spec.cpus_per_trial, spec.gpus_per_trial, cluster.local_capacity(), "this machine")
-        return
-    cluster.connect(spec.address)
-    cluster.check_request(spec.cpus_per_trial, spec.gpus_per_trial, cluster.cluster_capacity(),
-                          "the largest node of the cluster")
+    cluster.check_resources(spec.cpus_per_trial, spec.gpus_per_trial, spec.address)
 
 
 def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:

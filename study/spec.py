@@ -25,6 +25,9 @@ SCHEDULERS = ("none", "asha")
 STUDY_LEVEL_CHAIN_FIELDS = ("dataset", "data_dir", "teacher", "student", "epochs", "seed")
 # Settings that say where and how a study runs, not what it finds: a rerun may change them freely.
 RUNTIME_FIELDS = ("name", "storage", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "address")
+# The runtime settings a study records beside its settings, so that the commands run after it (`kdstudy confirm`)
+# run its trials as it did: a CIFAR study on GPUs must not be confirmed on CPUs.
+RECORDED_RUNTIME = ("cpus_per_trial", "gpus_per_trial", "max_concurrent")
 # Older spellings of search ranges, still accepted: `temperature_range = [1, 20]` is `[search] temperature = [1, 20]`.
 RANGE_KEYS = {"temperature_range": "temperature", "alpha_range": "alpha"}
 
@@ -87,6 +90,10 @@ class StudySpec:
         values["search"] = {name: list(bounds) for name, bounds in sorted(self.search.items())}
         values["chain"] = dict(sorted(self.chain.items()))
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+    def runtime(self) -> dict[str, Any]:
+        """How this session runs its trials (the runtime settings a study records)."""
+        return {name: getattr(self, name) for name in RECORDED_RUNTIME}
 
 
 def load_spec(path: Path | None, overrides: dict[str, Any], preset: str | None = None) -> StudySpec:
@@ -196,14 +203,19 @@ def validate(spec: StudySpec) -> StudySpec:
     _check(spec.scheduler in SCHEDULERS, "scheduler", f"expected none or asha, got {spec.scheduler!r}")
     _check(not (spec.scheduler == "asha" and spec.multi_objective), "scheduler",
            "asha needs a single objective (it stops trials on one metric)")
-    _check(spec.cpus_per_trial > 0, "cpus_per_trial", f"expected > 0, got {spec.cpus_per_trial}")
-    _check(spec.gpus_per_trial >= 0, "gpus_per_trial", f"expected >= 0, got {spec.gpus_per_trial}")
-    _check(spec.max_concurrent >= 1, "max_concurrent", f"expected >= 1, got {spec.max_concurrent}")
+    check_runtime(spec.runtime())
     _check(spec.max_failures >= 0, "max_failures", f"expected >= 0, got {spec.max_failures}")
     _check_search(spec)
     _check_chain(spec)
     _check_draws(spec)
     return spec
+
+
+def check_runtime(runtime: dict[str, Any]) -> None:
+    """The rules of the recorded runtime settings: a spec's, and those `kdstudy confirm` resolves."""
+    _check(runtime["cpus_per_trial"] > 0, "cpus_per_trial", f"expected > 0, got {runtime['cpus_per_trial']}")
+    _check(runtime["gpus_per_trial"] >= 0, "gpus_per_trial", f"expected >= 0, got {runtime['gpus_per_trial']}")
+    _check(runtime["max_concurrent"] >= 1, "max_concurrent", f"expected >= 1, got {runtime['max_concurrent']}")
 
 
 def _check_search(spec: StudySpec) -> None:

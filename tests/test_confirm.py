@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from study.cli import main
+from study.analysis_cmds import confirm_runtime
+from study.cli import build_parser, main
 from study.confirm import confirmation_jobs
+from study.run_cmd import write_settings
+from study.spec import StudySpec
+from tests.conftest import ON_GPU
 
 
 @pytest.fixture()
@@ -18,9 +23,18 @@ def study_copy(tiny_study: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
 
 
+def _set_runtime(run: Path, **runtime: float) -> None:
+    settings = json.loads((run / "study.json").read_text())
+    (run / "study.json").write_text(json.dumps({**settings, "runtime": {**settings["runtime"], **runtime}}))
+
+
 def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
+    _set_runtime(study_copy, max_concurrent=3)  # as if the study's last session had run 3 trials at a time
     assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    gpus = 0.25 if ON_GPU else 0
+    assert f"resources: 1 CPU and {gpus:g} GPU per trial, at most 3 trials at a time" in out.splitlines()
     trials = pq.read_table(study_copy / "results" / "trials").to_pylist()
     best = max(trials, key=lambda t: (t["student_val_acc"], -t["train_flops"]))
     rows = pq.read_table(study_copy / "results" / "confirm").to_pylist()
@@ -28,7 +42,7 @@ def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path
     assert sorted(r["seed"] for r in rows) == [1, 2]  # the study used seed 0: both are new
     assert all(r["status"] == "TERMINATED" and r["student_test_acc"] is not None for r in rows)
     assert all(r["config_label"] == best["config_label"] and r["ta_depths"] == best["ta_depths"] for r in rows)
-    assert "test_acc_ci95" in capsys.readouterr().out
+    assert "test_acc_ci95" in out
 
     # running it again with more seeds trains only the new seed and keeps one row per (configuration, seed)
     before = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
@@ -57,7 +71,35 @@ def test_confirmation_picks_distinct_configurations_by_validation_accuracy() -> 
     assert confirmation_jobs(trials, top=2, seeds=2, done={("a", 1)})[0]["chain"]["seed"] == 2
 
 
-@pytest.mark.parametrize("args, field", [(["--top", "0"], "top"), (["--seeds", "0"], "seeds")])
+def test_confirm_runs_like_its_study_unless_a_flag_says_otherwise(tmp_path: Path) -> None:
+    def runtime(*flags: str) -> dict:
+        return confirm_runtime(build_parser().parse_args(["confirm", str(run), *flags]), str(run))
+
+    spec = StudySpec(storage=str(tmp_path), name="gpu", cpus_per_trial=4, gpus_per_trial=0.5, max_concurrent=8)
+    run = tmp_path / "gpu"
+    defaults = {"cpus_per_trial": 1.0, "gpus_per_trial": 0.0, "max_concurrent": 2}
+    assert runtime() == defaults  # no study.json
+    write_settings(spec)
+    assert runtime() == {"cpus_per_trial": 4, "gpus_per_trial": 0.5, "max_concurrent": 8}
+    assert runtime("--gpus-per-trial", "0", "--max-concurrent", "1") == \
+        {"cpus_per_trial": 4, "gpus_per_trial": 0.0, "max_concurrent": 1}
+    (run / "study.json").write_text(json.dumps(spec.settings()))  # written before studies recorded their runtime
+    assert runtime() == defaults
+
+
+def test_confirm_refuses_the_studys_resources_where_they_do_not_fit(study_copy: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    assert json.loads((study_copy / "study.json").read_text())["runtime"] == \
+        {"cpus_per_trial": 1.0, "gpus_per_trial": 0.25 if ON_GPU else 0, "max_concurrent": 2}  # as the study ran
+    _set_runtime(study_copy, gpus_per_trial=64)
+    assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "1"]) == 2
+    assert capsys.readouterr().err.startswith("kdstudy confirm: gpus_per_trial: 64 per trial, but this machine has")
+    assert not (study_copy / "results" / "confirm").exists()
+
+
+@pytest.mark.parametrize("args, field", [(["--top", "0"], "top"), (["--seeds", "0"], "seeds"),
+                                         (["--max-concurrent", "0"], "max_concurrent"),
+                                         (["--gpus-per-trial", "-1"], "gpus_per_trial")])
 def test_confirm_rejects_bad_counts(study_copy: Path, args: list[str], field: str,
                                     capsys: pytest.CaptureFixture) -> None:
     assert main(["confirm", str(study_copy), *args]) == 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
 from study.cli import main
+from study.run_cmd import check_settings, recorded_runtime, write_settings
 from study.spec import DEFAULT_CHAIN, StudySpec, load_spec, preset_names
 
 
@@ -43,6 +46,16 @@ def test_settings_leave_out_where_and_how_a_study_runs() -> None:
     settings = StudySpec(max_concurrent=8, address="auto", cpus_per_trial=4).settings()
     assert not {"name", "storage", "max_concurrent", "address", "cpus_per_trial"} & set(settings)
     assert settings["trials"] == 12 and settings["methods"] == ["nokd", "kd", "takd", "dgkd", "ensemble"]
+
+
+def test_each_session_records_how_it_runs_and_a_rerun_may_change_it(tmp_path: Path) -> None:
+    spec = StudySpec(storage=str(tmp_path), cpus_per_trial=1, gpus_per_trial=0, max_concurrent=2)
+    write_settings(spec)
+    moved = dataclasses.replace(spec, cpus_per_trial=4, gpus_per_trial=0.5, max_concurrent=8)
+    assert check_settings(moved) is None  # not a changed setting: the study neither grows nor is refused
+    write_settings(moved)
+    assert recorded_runtime(moved.run) == {"cpus_per_trial": 4, "gpus_per_trial": 0.5, "max_concurrent": 8}
+    assert json.loads((tmp_path / "default" / "study.json").read_text())["trials"] == 12  # beside the settings
 
 
 def test_presets_are_listed_with_what_they_run(capsys: pytest.CaptureFixture) -> None:
