@@ -4,18 +4,60 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import ray
+import ray._private.worker
 
 from study.errors import UsageError
+
+# What Ray pushes to every driver when a node dies: each agent of a node whose raylet died sends the raylet's last
+# log lines ("Raylet is terminated. … [state-dump] …", ≈ 30 lines), and the GCS sends a notice of a node "marked
+# dead" after missed health checks. The study says it in one line of its own (study.recorder.NodeDeaths).
+NODE_DEATH_NOTICES = ("Raylet is terminated", "has been marked dead")
 
 
 def connect(address: str | None) -> None:
     """Joins the cluster at `address` ("auto": a running one), or starts a local one. Quiet: Ray's and the
     workers' own console output would bury the study's one line per trial."""
+    _quiet_node_deaths()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
     logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _quiet_node_deaths() -> None:
+    """The driver's error listener (a thread `ray.init` starts whatever `log_to_driver` says) prints what it
+    receives through this module function of Ray, looked up at each call: the one place to leave node deaths out,
+    and it also covers a Ray that was initialised before `connect` (the tests' session cluster)."""
+    printer = ray._private.worker.print_to_stdstream
+    if getattr(printer, "leaves_out_node_deaths", False):
+        return
+
+    def without_node_deaths(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if not any(notice in line for line in data.get("lines", ()) for notice in NODE_DEATH_NOTICES):
+            printer(data, ignore_prefix=ignore_prefix)
+
+    without_node_deaths.leaves_out_node_deaths = True  # type: ignore[attr-defined]
+    ray._private.worker.print_to_stdstream = without_node_deaths
+
+
+def alive_nodes() -> dict[str, str]:
+    """The cluster's live nodes: node id → address (the raylet's host:port, distinct for nodes on one machine)."""
+    return {n["NodeID"]: f"{n['NodeManagerAddress']}:{n['NodeManagerPort']}" for n in ray.nodes() if n.get("Alive")}
+
+
+class NodeWatch:
+    """The cluster's nodes as last seen; `deaths()` gives the addresses of those gone since."""
+
+    def __init__(self) -> None:
+        self.alive = alive_nodes()
+
+    def deaths(self) -> list[str]:
+        now = alive_nodes()
+        gone = [address for node, address in self.alive.items() if node not in now]
+        self.alive = now
+        return gone
 
 
 def local_capacity() -> dict[str, float]:

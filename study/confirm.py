@@ -22,7 +22,7 @@ from analysis.storage import locate
 from study import cluster
 from study.claims import claim_board
 from study.errors import UsageError
-from study.recorder import error_message
+from study.recorder import NodeDeaths, error_message
 from study.results import ResultsFolder
 from study.runner import bind, quiet_run_config, quiet_tune, trial_dirname
 from study.trainable import TrialContext, use_assigned_cpus
@@ -85,13 +85,14 @@ def confirm_trainable(config: dict[str, Any], context: TrialContext) -> None:
     results.write_confirmation(job["source_trial_id"], cfg, schema.FINISHED, summary=result.summary())
 
 
-class ConfirmRecorder(tune.Callback):
+class ConfirmRecorder(NodeDeaths):
     """The rows a confirmation trial cannot write: its ERROR."""
 
     def __init__(self, results: ResultsFolder) -> None:
         self.results, self.errors = results, []
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_error(iteration, trials, trial, **info)
         job = trial.config["job"]
         message = error_message(trial)
         self.errors.append(message)

@@ -14,13 +14,42 @@ from ray.tune import Callback
 from ray.tune.progress_reporter import TrialProgressCallback
 
 from analysis import schema
+from study.cluster import NodeWatch
 from study.results import ResultsFolder
 from study.space import chain_config
 from study.trainable import DETAIL, DIVERGED, OUTCOME
 from trainables import ChainConfig
 
 
-class TrialRecorder(Callback):
+class NodeDeaths(Callback):
+    """One console line per node that died, instead of Ray's account of it (left out in `study.cluster.connect`).
+    The cluster knows a node is dead only once its health checks fail, seconds after the node's trials failed, so
+    every trial event looks (one request to the GCS), and the session's end looks a last time."""
+
+    def setup(self, **info: Any) -> None:
+        self.nodes = NodeWatch()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._report_deaths()
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._report_deaths()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._report_deaths()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._report_deaths()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._report_deaths()
+
+    def _report_deaths(self) -> None:
+        for address in self.nodes.deaths():
+            print(f"node {address} died: its trials will be retried", file=sys.stdout, flush=True)
+
+
+class TrialRecorder(NodeDeaths):
     def __init__(self, base: dict[str, Any], results: ResultsFolder, target: int, ended: int,
                  is_interrupted: Callable[[], bool]) -> None:
         self.base, self.results, self.target, self.ended = base, results, target, ended
@@ -30,9 +59,11 @@ class TrialRecorder(Callback):
         self.started: dict[str, float] = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_start(iteration, trials, trial, **info)
         self.started.setdefault(trial.trial_id, time.monotonic())
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_complete(iteration, trials, trial, **info)
         result = trial.last_result or {}
         cfg = self._config(trial)
         if result.get(OUTCOME) is None:
@@ -48,6 +79,7 @@ class TrialRecorder(Callback):
             self._line(trial, cfg, schema.FINISHED, f"val {result['student_val_acc']:.4f}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_error(iteration, trials, trial, **info)
         message = error_message(trial)
         cfg = self._config(trial)
         self.results.write_trial(trial.config["trial_id"], cfg, schema.ERROR, error=message)

@@ -1,5 +1,6 @@
 """Hops shared across a real 2-node Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head without CPUs
-and two 1-CPU nodes, so two concurrent trials run on different nodes), and a node killed while it holds a claim."""
+and two 1-CPU nodes, so two concurrent trials run on different nodes), and a node killed while it holds a claim:
+one console line says so."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from tests.analysis_fixtures import ROOT
 def two_nodes() -> Iterator[tuple[object, list]]:
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    # the cluster knows a killed node is dead within about a second (Ray's default: 5 missed health checks, 3 s
+    # apart), while the study it kills trials of still runs
+    checks = {"health_check_period_ms": 500, "health_check_failure_threshold": 2}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": checks})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     try:
@@ -64,9 +68,16 @@ def test_trials_on_two_nodes_train_the_teacher_once_even_when_its_claim_holder_d
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
         time.sleep(0.1)
     holder = json.loads(marker.read_text())["node"]
-    cluster.remove_node(next(n for n in nodes if n.node_id == holder), allow_graceful=False)
+    dead = next(n for n in nodes if n.node_id == holder)
+    cluster.remove_node(dead, allow_graceful=False)
     out, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, err
+    # the death is one line of the study's, naming the node; none of Ray's dump of the dead raylet's last log lines
+    console = out + err
+    deaths = [line for line in console.splitlines() if " died: " in line]
+    assert deaths == [f"node {dead.node_ip_address}:{dead.node_manager_port} died: its trials will be retried"]
+    assert not [notice for notice in ("[state-dump]", "Raylet is terminated", "marked dead") if notice in console], \
+        console
     rows = pq.read_table(tmp_path / "dead-holder" / "results" / "trials").to_pylist()
     assert sorted(r["status"] for r in rows) == ["TERMINATED", "TERMINATED"]
     teachers = _teachers(tmp_path / "dead-holder")
