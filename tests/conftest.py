@@ -28,8 +28,9 @@ def ray_cluster() -> Iterator[str]:
     """The session's cluster; yields its address, so subprocess drivers can join it with --address."""
     import ray
 
-    context = ray.init(num_cpus=2, num_gpus=1 if ON_GPU else 0, include_dashboard=False, configure_logging=False,
-                       log_to_driver=False)
+    # "local": a cluster of its own, even when another one (`ray start`, a 2-node test's) runs on this machine
+    context = ray.init(address="local", num_cpus=2, num_gpus=1 if ON_GPU else 0, include_dashboard=False,
+                       configure_logging=False, log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
