@@ -7,12 +7,15 @@ from firing it again — except `raise`, which fires every time. Actions:
   forever, so the test can `kill -9` the driver's process group (or the node) at exactly this point;
 - `mark`: write the marker and go on;
 - `sigint`, `sigterm`: the process sends itself that signal (the driver's interruption, at a known point);
-- `raise`: raise RuntimeError("injected fault at <point>").
+- `raise`: raise RuntimeError("injected fault at <point>");
+- `count`: append one JSON line (pid, Ray node, the point's detail) to `<dir>/<point>.count`, every time, and go
+  on: how a test counts what happened across processes (e.g. how often a hop was trained).
 
 Points: in the driver `after-ask` (a trial is in the journal, not yet running), `before-tell` and `after-tell`
 (around telling Optuna a trial's outcome); in a trial `trial-start`, `epoch-<hop>-<epoch>` (after that epoch),
-`claimed` (holding a hop's claim, before training it) and `results-written` (rows written, result not yet
-reported). The driver passes its settings to the trials (`Faults.from_env()` travels with the trial context).
+`claimed` (holding a hop's claim, before training it), `stored` and `diverged-stored` (a trained hop, or the
+marker of one that diverged, written to the model store; the detail is the hop's key) and `results-written` (rows
+written, result not yet reported). The driver passes its settings to the trials (`Faults.from_env()` travels with the trial context).
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ class Faults:
         items = [item.strip() for item in self.spec.split(",") if item.strip()]
         return dict((item.split(":", 1) + ["block"])[:2] for item in items)
 
-    def point(self, name: str) -> None:
+    def point(self, name: str, detail: str = "") -> None:
         action = self.actions().get(name)
+        if action == "count":
+            self._count(name, detail)
+            return
         if action is None or (action != "raise" and not self._first(name)):
             return
         if action == "block":
@@ -51,6 +57,13 @@ class Faults:
             os.kill(os.getpid(), signal.SIGINT if action == "sigint" else signal.SIGTERM)
         elif action == "raise":
             raise RuntimeError(f"injected fault at {name}")
+
+    def _count(self, name: str, detail: str) -> None:
+        if self.folder is None:
+            return
+        line = json.dumps({"pid": os.getpid(), "node": _node(), "detail": detail}) + "\n"
+        with open(Path(self.folder, f"{name}.count"), "a") as log:  # one small append: whole lines, any process
+            log.write(line)
 
     def _first(self, name: str) -> bool:
         """Claims the point for this process: True once across every process sharing the marker folder."""

@@ -1,5 +1,6 @@
 """The model store of a study: `<run>/models/<key>.pt` on the run's storage (local, NFS or an object store),
-shared by every trial on every node, with claims so that a hop is trained once per study."""
+shared by every trial on every node, with claims so that a hop is trained once per study; a hop that diverged
+leaves `<key>.diverged.json` instead, so no other trial trains it again."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import logging
 from typing import ContextManager, Protocol
 
 from analysis.storage import Location, read_bytes, write_bytes
+from study.faults import NO_FAULTS, Faults
 from trainables import StoredHop
+from trainables.store import Divergence
 
 log = logging.getLogger("kdstudy")
+DIVERGED_SUFFIX = ".diverged.json"  # beside `<key>.pt`: a hop that diverged, remembered instead of its weights
 
 
 class Claims(Protocol):
@@ -20,8 +24,8 @@ class Claims(Protocol):
 
 
 class RunHopStore:
-    def __init__(self, folder: Location, claims: Claims | None = None) -> None:
-        self.folder, self.claims = folder, claims
+    def __init__(self, folder: Location, claims: Claims | None = None, faults: Faults = NO_FAULTS) -> None:
+        self.folder, self.claims, self.faults = folder, claims, faults
 
     def get(self, key: str) -> StoredHop | None:
         data = read_bytes(self.folder / f"{key}.pt")
@@ -36,6 +40,21 @@ class RunHopStore:
 
     def put(self, key: str, hop: StoredHop) -> None:
         write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
+        self.faults.point("stored", key)
+
+    def divergence(self, key: str) -> Divergence | None:
+        data = read_bytes(self.folder / f"{key}{DIVERGED_SUFFIX}")
+        if data is None:
+            return None
+        try:
+            return Divergence.from_bytes(data)
+        except (ValueError, KeyError, TypeError):  # a foreign or truncated file: train the hop, and see
+            log.warning("store: %s/%s%s is unreadable; training the hop again", self.folder, key, DIVERGED_SUFFIX)
+            return None
+
+    def put_divergence(self, key: str, divergence: Divergence) -> None:
+        write_bytes(self.folder / f"{key}{DIVERGED_SUFFIX}", divergence.to_bytes())
+        self.faults.point("diverged-stored", key)
 
     def claim(self, key: str) -> ContextManager[None]:
         return self.claims.hold(key) if self.claims is not None else contextlib.nullcontext()

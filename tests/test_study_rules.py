@@ -3,6 +3,7 @@ configurations, and store entries that cannot be read."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -12,11 +13,12 @@ import pytest
 from analysis.report import write_report
 from study import run_cmd
 from study.cli import main
+from study.faults import Faults
 from study.hop_store import RunHopStore
 from study.runner import run_study
 from study.spec import load_spec
 from analysis.storage import locate
-from trainables import ChainConfig, StoredHop, train_chain
+from trainables import ChainConfig, HopDiverged, StoredHop, train_chain
 from tests.journals import run_journal
 
 BASE = """
@@ -175,3 +177,38 @@ def test_an_invalid_draw_is_told_fail_and_another_is_drawn_instead_of_ending_the
     assert invalid and all(t.state == TrialState.FAIL and len(t.params["ta_depths"].split("-")) == 1
                            for t in invalid)
     assert invalid[0].user_attrs["invalid"].startswith("drop: expected fewer than the student's 2 teacher(s)")
+
+
+def test_a_diverging_hop_shared_by_two_trials_is_trained_once_and_remembered(
+        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # lr 5 blows up the teacher both kd trials need: the first trial to claim it trains it to the blow-up and
+    # leaves a marker; the other ends the same way at once, without training it again
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    monkeypatch.setenv("KDSTUDY_FAULT", "diverged-stored:count")
+    monkeypatch.setenv("KDSTUDY_FAULT_DIR", str(faults))
+    spec = load_spec(_spec(tmp_path, "trials = 2\nalpha_range = [0.3, 0.7]\n", lr=5.0, batch=32),
+                     {"storage": str(tmp_path), "name": "shared-blowup", "methods": "kd"})
+    outcome = run_study(spec)
+    run = tmp_path / "shared-blowup"
+    rows = pq.read_table(run / "results" / "trials").to_pylist()
+    assert [r["status"] for r in rows] == ["DIVERGED", "DIVERGED"] and outcome.ended == 2
+    assert rows[0]["error"] == rows[1]["error"]
+    assert rows[0]["error"].startswith("diverged: hop 0 (teacher plain4), epoch 1: training loss ")
+    trained = (faults / "diverged-stored.count").read_text().splitlines()
+    assert len(trained) == 1  # one trial trained it; the other read the marker
+    assert [p.name for p in (run / "models").iterdir()] == [f"{json.loads(trained[0])['detail']}.diverged.json"]
+
+
+def test_a_remembered_divergence_ends_the_chain_with_the_same_line_without_training(tmp_path: Path) -> None:
+    cfg = ChainConfig.from_flat({"method": "kd", "teacher": "plain4", "train_size": 300, "val_size": 100,
+                                 "width": 0.25, "epochs": 1, "lr": 5.0, "batch_size": 32})
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    store = RunHopStore(locate(str(tmp_path / "models")), faults=Faults("diverged-stored:count", str(faults)))
+    with pytest.raises(HopDiverged) as first:
+        train_chain(cfg, store=store)
+    with pytest.raises(HopDiverged) as again:
+        train_chain(cfg, store=store)
+    assert str(again.value) == str(first.value) and again.value.epoch == first.value.epoch == 1
+    assert len((faults / "diverged-stored.count").read_text().splitlines()) == 1

@@ -17,7 +17,7 @@ from trainables.divergence import Diverged, HopDiverged
 from trainables.loop import Counters, HopTraining, TeacherOutputs, accuracy_and_loss, predict_logits, train_epoch
 from trainables.models import build_model, count_params, inference_flops
 from trainables.results import ChainResult, HopResult, TestPredictions
-from trainables.store import MemoryStore, ModelStore, StoredHop
+from trainables.store import Divergence, MemoryStore, ModelStore, StoredHop
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -63,7 +63,7 @@ class ChainTrainer:
                 model.load_state_dict(stored.state_dict)
                 meta = stored.meta
             else:
-                trained = self._train(plan, model, flops, counters)
+                trained = self._train_unless_diverged(plan, model, flops, counters)
                 # what training it from scratch cost, for every later reuse of these weights
                 meta = {**trained, "train_flops": counters.flops, "train_seconds": time.perf_counter() - started}
                 self.store.put(plan.key, StoredHop(model.state_dict(), meta))
@@ -89,6 +89,18 @@ class ChainTrainer:
         model = build_model(plan.arch, self.data.num_classes, self.data.in_channels, self.data.image_size,
                             self.cfg.width, self.cfg.init)
         return model.to(self.data.train.x.device)
+
+    def _train_unless_diverged(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters
+                               ) -> dict[str, Any]:
+        """Trains the hop, unless the store remembers that it diverged: then it ends the same way at once."""
+        remembered = self.store.divergence(plan.key)
+        if remembered is not None:
+            raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, remembered.epoch, remembered.reason)
+        try:
+            return self._train(plan, model, flops, counters)
+        except HopDiverged as diverged:
+            self.store.put_divergence(plan.key, Divergence(diverged.epoch, diverged.reason))
+            raise
 
     def _train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> dict[str, Any]:
         """Trains one hop for cfg.epochs and leaves the best-validation weights in `model`."""

@@ -37,10 +37,31 @@ class StoredHop:
         return cls(payload["state_dict"], json.loads(payload["meta"]))
 
 
+@dataclass(frozen=True)
+class Divergence:
+    """What a store keeps of a hop that diverged (never its weights): where and how, so that every later chain
+    that needs the hop ends the same way at once instead of training it again to the same blow-up."""
+
+    epoch: int
+    reason: str
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"epoch": self.epoch, "reason": self.reason}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Divergence:
+        payload = json.loads(data)
+        return cls(int(payload["epoch"]), str(payload["reason"]))
+
+
 class ModelStore(Protocol):
     def get(self, key: str) -> StoredHop | None: ...
 
     def put(self, key: str, hop: StoredHop) -> None: ...
+
+    def divergence(self, key: str) -> Divergence | None: ...
+
+    def put_divergence(self, key: str, divergence: Divergence) -> None: ...
 
     def claim(self, key: str) -> ContextManager[None]:
         """Held while a hop is looked up, trained and put, so that concurrent users train it once."""
@@ -52,6 +73,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._hops: dict[str, StoredHop] = {}
+        self._divergences: dict[str, Divergence] = {}
 
     def get(self, key: str) -> StoredHop | None:
         return self._hops.get(key)
@@ -60,6 +82,12 @@ class MemoryStore:
         # A live state_dict aliases the model's parameters; keep a snapshot, as a file would.
         snapshot = {name: tensor.detach().clone() for name, tensor in hop.state_dict.items()}
         self._hops[key] = StoredHop(snapshot, dict(hop.meta))
+
+    def divergence(self, key: str) -> Divergence | None:
+        return self._divergences.get(key)
+
+    def put_divergence(self, key: str, divergence: Divergence) -> None:
+        self._divergences[key] = divergence
 
     def claim(self, key: str) -> ContextManager[None]:
         return contextlib.nullcontext()
