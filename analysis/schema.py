@@ -24,6 +24,8 @@ import pyarrow as pa
 # STOPPED: an early-stopping scheduler cut it; ERROR: it raised (the error holds the root cause's last line).
 FINISHED, DIVERGED, STOPPED, ERROR = "TERMINATED", "DIVERGED", "STOPPED", "ERROR"
 STATUSES = (FINISHED, DIVERGED, STOPPED, ERROR)
+# Outcomes that settle a configuration; an ERROR (a raise, an OOM, a lost node) says nothing about it: retried.
+FINAL = (FINISHED, DIVERGED, STOPPED)
 
 TRIAL_HEAD = [
     pa.field("trial_id", pa.string(), nullable=False),

@@ -1,103 +1,76 @@
-"""Claims on hops across a Ray cluster: a trial about to train a hop holds its claim, so concurrent trials that need
-the same hop wait for it instead of training it again.
+"""Claims on hops, kept on the run's storage (`<run>/claims/<key>.json`): a process about to train a hop holds its
+claim, so every other process that needs the same hop waits for it and then loads it instead of training it again.
 
-Why a Ray actor and not claim files on the storage: one actor serialises every claim, so a claim is atomic on any
-storage (object stores have no portable create-if-absent), and waiting is one blocking call instead of polling.
-The board is started by the study's driver on the driver's own node, so it lives exactly as long as the study:
-when the driver dies, Ray ends every trial of the study with it and a rerun starts a fresh board.
+Why on the storage: every command that trains hops of a run — the study's trials, `kdstudy confirm`, a second
+session — shares the run's storage and nothing else. Each may run on a Ray cluster of its own (a command without
+`--address` starts a private one), so a Ray actor could not be the one board of a run.
 
-A claim is a lease: its holder renews it every third of the lease from a background thread, and a claim not
-renewed in time expires, so a trial on a dead node (or a killed worker) blocks nobody for longer than one lease.
+A claim is a lease, `{holder, beat}`: its holder rewrites it with the next beat every third of the lease from a
+background thread. A waiter that reads the same lease, unchanged, for a whole lease by its own clock takes it over
+(its holder died: a killed worker, a lost node). No two machines' clocks are ever compared.
+
+Object stores have no create-if-absent, so a claim is taken by writing it, waiting `settle` and reading it back:
+the last writer wins, and of two processes that took a free claim at once only one reads back its own lease. That
+holds on any storage whose writes reach readers within `settle` (local disks and NFS rename atomically; S3 reads
+after writes consistently). A waiter holds no place in any queue: a waiter stopped or killed leaves nothing behind.
+At worst — a holder unreachable for a whole lease — a hop is trained twice and stored twice with the same content.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+from analysis.storage import Location, read_bytes, write_bytes
 from study.faults import NO_FAULTS, Faults
 
 LEASE_ENV = "KDSTUDY_CLAIM_LEASE_S"
 DEFAULT_LEASE_S = 60.0
+# How long a written claim is left to reach every reader before it is read back: a local rename is visible at
+# once; an object store's upload is visible once the request returns, plus the way back of a slow reader.
+SETTLE_LOCAL_S, SETTLE_REMOTE_S = 0.05, 1.0
+POLL_S = 1.0  # a waiter's reads: one small GET a second on an object store
+UNREADABLE: dict[str, Any] = {}  # what `_read` gives when the storage did not answer (compared by identity)
 
 
 @dataclass
-class _Lease:
-    holder: str
-    expires: float
+class _Watch:
+    """A waiter's view of someone else's lease: what it last read, and since when (its own clock) unchanged."""
+
+    seen: Any = None
+    since: float = 0.0
+
+    def unchanged_for(self, lease: dict[str, Any]) -> float:
+        now = time.monotonic()
+        if lease != self.seen:
+            self.seen, self.since = lease, now
+        return now - self.since
 
 
-class ClaimBoard:
-    """The actor: who holds which hop, until when."""
-
-    def __init__(self, lease_s: float) -> None:
-        self.lease_s = lease_s
-        self.leases: dict[str, _Lease] = {}
-        self.changed = asyncio.Condition()
-
-    async def acquire(self, key: str, holder: str) -> float:
-        """Waits until `key` is free (released, or its lease expired), claims it for `holder`; returns the lease."""
-        async with self.changed:
-            while True:
-                lease = self.leases.get(key)
-                now = time.monotonic()
-                if lease is None or lease.holder == holder or lease.expires <= now:
-                    self.leases[key] = _Lease(holder, now + self.lease_s)
-                    return self.lease_s
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), timeout=lease.expires - now)
-
-    async def renew(self, key: str, holder: str) -> bool:
-        lease = self.leases.get(key)
-        if lease is None or lease.holder != holder:
-            return False  # it expired and someone else took it
-        lease.expires = time.monotonic() + self.lease_s
-        return True
-
-    async def release(self, key: str, holder: str) -> None:
-        async with self.changed:
-            if self.leases.get(key, _Lease("", 0)).holder == holder:
-                del self.leases[key]
-            self.changed.notify_all()
+def lease_seconds() -> float:
+    """The lease, as the command's environment sets it (read where the command starts, not in its workers)."""
+    return float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_S))
 
 
-@contextlib.contextmanager
-def claim_board() -> Iterator[str]:
-    """A new board for one session, pinned to the driver's node (num_cpus=0: it takes no trial's place), ended with
-    the session; yields its name, which trials look it up by."""
-    name = f"kdstudy-claims-{uuid.uuid4().hex[:12]}"
-    lease_s = float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_S))
-    actor = ray.remote(num_cpus=0, max_concurrency=10_000)(ClaimBoard)
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    board = actor.options(name=name, scheduling_strategy=here).remote(lease_s)  # held: the board lives while it does
-    try:
-        yield name
-    finally:
-        ray.kill(board)
-
-
-class RayClaims:
-    """What a trial uses: picklable (the board's name), the handle is looked up where it is used."""
-
-    def __init__(self, board: str, faults: Faults = NO_FAULTS) -> None:
-        self.board, self.faults = board, faults
+class StorageClaims:
+    def __init__(self, folder: Location, faults: Faults = NO_FAULTS, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.folder, self.faults, self.lease_s = folder, faults, lease_s
+        self.settle_s = SETTLE_LOCAL_S if folder.is_local else SETTLE_REMOTE_S
+        self.poll_s = min(POLL_S, self.lease_s / 6)
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[None]:
-        board = ray.get_actor(self.board)
-        holder = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        lease_s = ray.get(board.acquire.remote(key, holder))
+        """Blocks until this process holds `key`'s claim; renews it while held, releases it on exit."""
+        holder = f"{_node()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._acquire(key, holder)
         stop = threading.Event()
-        renewer = threading.Thread(target=_renew, args=(board, key, holder, lease_s / 3, stop), daemon=True)
+        renewer = threading.Thread(target=self._renew, args=(key, holder, stop), daemon=True)
         renewer.start()
         try:
             self.faults.point("claimed")
@@ -105,11 +78,66 @@ class RayClaims:
         finally:
             stop.set()
             renewer.join()
-            ray.get(board.release.remote(key, holder))
+            self._release(key, holder)
+
+    def _acquire(self, key: str, holder: str) -> None:
+        watch = _Watch()
+        while True:
+            lease = self._read(key)
+            free = lease is None or (lease is not UNREADABLE and watch.unchanged_for(lease) >= self.lease_s)
+            if free and self._take(key, holder):
+                return
+            time.sleep(self.poll_s)
+
+    def _take(self, key: str, holder: str) -> bool:
+        try:
+            self._write(key, holder, beat=0)
+        except OSError:
+            return False  # a storage hiccup: try again at the next poll
+        time.sleep(self.settle_s)
+        return self._holder(key) == holder
+
+    def _holder(self, key: str) -> str | None:
+        lease = self._read(key)
+        return None if lease is None or lease is UNREADABLE else lease.get("holder")
+
+    def _renew(self, key: str, holder: str, stop: threading.Event) -> None:
+        beat = 0
+        while not stop.wait(self.lease_s / 3):
+            lease = self._read(key)
+            if lease is not None and lease is not UNREADABLE and lease.get("holder") != holder:
+                return  # taken over (this process was unreachable for a whole lease): let the new holder be
+            beat += 1
+            with contextlib.suppress(OSError):  # a missed beat is made up by the next; three in a row lose it
+                self._write(key, holder, beat)
+
+    def _release(self, key: str, holder: str) -> None:
+        if self._holder(key) == holder:
+            location = self._location(key)
+            with contextlib.suppress(OSError):  # gone already, or unreachable: it expires in one lease
+                location.fs.delete_file(location.path)
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        """The lease, or None when there is none (or it is not a lease: a torn or foreign file is no claim)."""
+        try:
+            data = read_bytes(self._location(key))
+        except OSError:
+            return UNREADABLE  # a storage hiccup: no claim is taken on it, the next poll reads again
+        try:
+            lease = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return lease if isinstance(lease, dict) else None
+
+    def _write(self, key: str, holder: str, beat: int) -> None:
+        lease = {"holder": holder, "beat": beat, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        write_bytes(self._location(key), json.dumps(lease).encode())
+
+    def _location(self, key: str) -> Location:
+        return self.folder / f"{key}.json"
 
 
-def _renew(board: ray.actor.ActorHandle, key: str, holder: str, every: float, stop: threading.Event) -> None:
-    while not stop.wait(every):
-        if not ray.get(board.renew.remote(key, holder)):
-            return  # lost the claim (this process was unreachable for a whole lease): the store stays consistent,
-            # at worst the hop is trained twice and written twice with the same content
+def _node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()[:8] if ray.is_initialized() else "local"

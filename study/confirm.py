@@ -20,7 +20,7 @@ from analysis.load import read_table
 from analysis.ranking import chain_settings, ranked
 from analysis.storage import locate
 from study import cluster
-from study.claims import claim_board
+from study.faults import Faults
 from study.errors import UsageError
 from study.recorder import NodeDeaths, error_message
 from study.results import ResultsFolder
@@ -109,13 +109,12 @@ def run_confirmation(run_uri: str, jobs: list[dict[str, Any]], resources: dict[s
     cluster.connect(address)
     recorder = ConfirmRecorder(ResultsFolder(run / "results"))
     session = time.strftime("confirm-%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:4]}"
-    with claim_board() as board_name:
-        tuner = tune.Tuner(
-            bind(confirm_trainable, TrialContext({}, run.uri, board_name), resources),
-            param_space={"job": tune.grid_search(jobs)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
-                                        trial_dirname_creator=trial_dirname),
-            run_config=quiet_run_config(run, session, [recorder]),
-        )
-        tuner.fit()
+    tuner = tune.Tuner(
+        bind(confirm_trainable, TrialContext({}, run.uri, Faults.from_env()), resources),
+        param_space={"job": tune.grid_search(jobs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=quiet_run_config(run, session, [recorder]),
+    )
+    tuner.fit()
     return ConfirmOutcome(len(jobs), recorder.errors)

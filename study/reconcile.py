@@ -5,12 +5,17 @@ is told their outcome; one without results is resumed (same Optuna trial, same t
 back from the model store); one that never got a trial id was asked for but never started, and fails. A trial
 the results hold but the journal lost (an object store's copy trails the driver's) is added back. Tune's own
 experiment snapshot plays no part: each session is a new Tune experiment fed by this reconciled state.
+
+An ERROR is no outcome of a configuration (a raise, an OOM, a lost node): each session retries the configurations
+whose row is an ERROR, as a new Optuna trial under the same trial id (its row is replaced by the new outcome),
+until one has failed in `GIVE_UP_AFTER` sessions. The warm starts are enqueued again until each has a row.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -27,13 +32,29 @@ log = logging.getLogger("kdstudy")
 STATES = {schema.FINISHED: TrialState.COMPLETE, schema.DIVERGED: TrialState.FAIL, schema.ERROR: TrialState.FAIL,
           schema.STOPPED: TrialState.PRUNED}
 LOST_ERROR = "the trial failed, and its error was lost when the driver stopped"
+# Sessions in which a configuration may fail before it is given up: a transient fault rarely strikes one
+# configuration three sessions running; a configuration that cannot train always does.
+GIVE_UP_AFTER = 3
+
+
+@dataclass
+class Failed:
+    """A configuration whose last attempt raised: retried, or given up."""
+
+    row: dict[str, Any]
+    sessions: int  # in which it failed
+
+    def line(self) -> str:
+        return f"{self.row['trial_id']} ({self.row['config_label']}: {self.row['error']})"
 
 
 @dataclass
 class Plan:
     ledger: Ledger
     resume: list[Resumable]
-    rows: list[dict[str, Any]]  # one per trial that ended
+    rows: list[dict[str, Any]]  # one per trial whose configuration has its outcome
+    retry: list[Failed] = field(default_factory=list)
+    given_up: list[Failed] = field(default_factory=list)
 
     @property
     def ended(self) -> int:
@@ -45,28 +66,39 @@ def reconcile(spec: StudySpec, study: optuna.Study, results: ResultsFolder) -> P
     resume: list[Resumable] = []
     duplicates: list[FrozenTrial] = []
     in_journal: set[str] = set()
+    failed_sessions: Counter[str] = Counter()
     for trial in study.get_trials(deepcopy=False):
         trial_id = trial.user_attrs.get(TRIAL_ID_ATTR)
         in_journal.add(trial_id)
         if trial.state != TrialState.RUNNING:
             if trial_id and trial.state in (TrialState.FAIL, TrialState.PRUNED) and trial_id not in rows:
                 rows[trial_id] = _write_lost_row(spec, results, trial_id, trial)
+            failed_sessions[trial_id] += trial.state == TrialState.FAIL
             continue
         if trial_id is None:
             if trial.user_attrs.get(DUPLICATE_ATTR):
                 duplicates.append(trial)
             else:  # asked for, never handed to a trial
                 study.tell(trial.number, state=TrialState.FAIL)
-        elif trial_id in rows:
+        elif trial_id in rows and rows[trial_id]["status"] in schema.FINAL:
             tell(study, trial.number, STATES[rows[trial_id]["status"]], objectives(rows[trial_id], spec))
-        else:
+        else:  # no row, or the ERROR of an earlier attempt: this attempt goes on
+            rows.pop(trial_id, None)
             resume.append(Resumable(trial_id, trial.number, dict(trial.params)))
     for trial_id, row in rows.items():
         if trial_id not in in_journal:
             _add_back(study, spec, row)
-    ledger = _ledger(spec, list(rows.values()), resume)
-    _settle_duplicates(study, ledger, duplicates)
-    return Plan(ledger, resume, list(rows.values()))
+            failed_sessions[trial_id] += row["status"] == schema.ERROR
+    final = [row for row in rows.values() if row["status"] in schema.FINAL]
+    failed = [Failed(row, failed_sessions[row["trial_id"]]) for row in rows.values()
+              if row["status"] == schema.ERROR]
+    plan = Plan(_ledger(spec, final, resume), resume, final,
+                retry=[f for f in failed if f.sessions < GIVE_UP_AFTER],
+                given_up=[f for f in failed if f.sessions >= GIVE_UP_AFTER])
+    _add_failed(plan.ledger, plan)
+    _settle_duplicates(study, plan.ledger, duplicates)
+    _enqueue_pending(study, spec, plan)
+    return plan
 
 
 def row_config(row: dict[str, Any]) -> ChainConfig:
@@ -83,8 +115,9 @@ def _write_lost_row(spec: StudySpec, results: ResultsFolder, trial_id: str, tria
     """The driver told Optuna a trial's end, then died before writing its row: write it from the journal."""
     cfg = space.chain_config(spec.base_config(), trial.params)
     status = schema.STOPPED if trial.state == TrialState.PRUNED else schema.ERROR
-    results.write_trial(trial_id, cfg, status, error=None if status == schema.STOPPED else LOST_ERROR)
-    return {"trial_id": trial_id, "status": status, **cfg.to_flat()}
+    error = None if status == schema.STOPPED else LOST_ERROR
+    results.write_trial(trial_id, cfg, status, error=error)
+    return {"trial_id": trial_id, "status": status, "error": error, "config_label": cfg.label, **cfg.to_flat()}
 
 
 def _add_back(study: optuna.Study, spec: StudySpec, row: dict[str, Any]) -> None:
@@ -109,14 +142,36 @@ def _ledger(spec: StudySpec, rows: list[dict[str, Any]], resume: list[Resumable]
     return ledger
 
 
+def _add_failed(ledger: Ledger, plan: Plan) -> None:
+    """Retried configurations wait for their draw under their own trial id; given-up ones are never drawn."""
+    for failed in plan.retry:
+        ledger.add(ledger.key_of(row_config(failed.row)), Known(failed.row["trial_id"], retry=True))
+    for failed in plan.given_up:
+        ledger.add(ledger.key_of(row_config(failed.row)), Known(failed.row["trial_id"], TrialState.FAIL))
+
+
 def _settle_duplicates(study: optuna.Study, ledger: Ledger, duplicates: list[FrozenTrial]) -> None:
     """Duplicate suggestions still waiting on a twin: told the twin's outcome, or wait again for its resumption."""
     by_trial = {known.trial_id: known for known in ledger.configs.values()}
     for trial in duplicates:
         known = by_trial.get(trial.user_attrs[DUPLICATE_ATTR])
-        if known is None:
+        if known is None or known.retry:
             study.tell(trial.number, state=TrialState.FAIL)
         elif known.state == TrialState.RUNNING:
             known.waiting.append(optuna.trial.Trial(study, trial._trial_id))
         else:
             tell(study, trial.number, known.state, known.values)
+
+
+def _enqueue_pending(study: optuna.Study, spec: StudySpec, plan: Plan) -> None:
+    """The first draws of the session: the warm starts that have no row yet, then the configurations to retry
+    (each once: a draw a crashed session left waiting is not enqueued twice)."""
+    waiting = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False,
+                                                                             states=(TrialState.WAITING,))]
+    pending = [p for p in space.warm_start_points(spec) if plan.ledger.get(plan.ledger.key(p)) is None]
+    for failed in plan.retry:
+        pending.append(space.params_of(spec, row_config(failed.row).to_flat())[0])
+    for params in pending:
+        if params not in waiting:
+            study.enqueue_trial(params)
+            waiting.append(params)

@@ -92,7 +92,7 @@ class TrialRecorder(NodeDeaths):
         return chain_config(self.base, trial.config)
 
     def _line(self, trial: Any, cfg: ChainConfig, status: str, detail: str) -> None:
-        self.ended += 1
+        self.ended += status in schema.FINAL  # an ERROR is retried: it does not count towards the trials
         seconds = time.monotonic() - self.started.pop(trial.trial_id, time.monotonic())
         width = len(str(self.target))
         text = f"[{self.ended:>{width}}/{self.target}] {trial.config['trial_id']} {status:<10} {cfg.label}"

@@ -153,8 +153,9 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
     # running, and the next session resumes it.
     lost = 0 if outcome.exhausted else outcome.target - outcome.ended
     if lost > 0:
-        print(f"kdstudy run: the study has {outcome.ended} of {outcome.target} trials: {lost} ended without a result; "
-              "run the same command to finish them", file=sys.stderr)
+        failed = f" ({outcome.failed} failed)" if outcome.failed else ""
+        print(f"kdstudy run: the study has {outcome.ended} of {outcome.target} trials: {lost} without a result{failed}; "
+              "run the same command to retry them", file=sys.stderr)
     from analysis.ranking import rank_configurations
 
     trials = outcome.trials

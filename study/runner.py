@@ -26,14 +26,12 @@ from analysis import schema
 from analysis.load import empty_table, read_table
 from analysis.storage import Location
 from study import cluster
-from study.claims import claim_board
 from study.faults import Faults
 from study.journal import Journal
-from study.reconcile import Plan, reconcile
+from study.reconcile import GIVE_UP_AFTER, Failed, Plan, reconcile
 from study.recorder import NoTuneProgress, TrialRecorder
 from study.results import ResultsFolder
 from study.search import StudySearch
-from study.space import warm_start_points
 from study.spec import OBJECTIVES, StudySpec
 from study.trainable import TrialContext, chain_trainable
 
@@ -63,7 +61,12 @@ class StudyOutcome:
 
     @property
     def ended(self) -> int:
-        return len(self.trials)
+        """Trials whose configuration has its outcome; an ERROR is retried by the next session."""
+        return int(self.trials["status"].isin(schema.FINAL).sum())
+
+    @property
+    def failed(self) -> int:
+        return int((self.trials["status"] == schema.ERROR).sum())
 
 
 def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
@@ -96,13 +99,13 @@ def quiet_tune() -> None:
 def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: Plan, results: ResultsFolder,
              journal: Journal, outcome: StudyOutcome, callbacks: Sequence[tune.Callback]) -> None:
     faults = Faults.from_env()
-    with Interruption() as interruption, claim_board() as board_name:
+    with Interruption() as interruption:
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync)
         asha = spec.scheduler == "asha"
-        context = TrialContext(spec.base_config(), spec.run.uri, board_name, faults,
+        context = TrialContext(spec.base_config(), spec.run.uri, faults,
                                metrics=(*spec.objectives, *(["student_epoch"] if asha else [])), epoch_reports=asha)
         recorder = TrialRecorder(context.base, results, spec.trials, plan.ended, interruption.is_set)
-        _print_start(spec, plan.ended, len(plan.resume))
+        _print_start(spec, plan)
         tuner = _tuner(spec, trainable, context, searcher, [recorder, *callbacks], interruption,
                        num_samples=spec.trials - plan.ended)
         tuner.fit()
@@ -114,11 +117,8 @@ def _load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna
     directions = [("maximize" if OBJECTIVES[o] == "max" else "minimize") for o in spec.objectives]
     # constant_liar: concurrent trials count as bad while running, so TPE does not propose their twins.
     sampler = optuna.samplers.TPESampler(seed=spec.seed + _trial_count(storage, spec.name), constant_liar=True)
-    study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions, sampler=sampler,
-                                load_if_exists=True)
-    for point in warm_start_points(spec):
-        study.enqueue_trial(point, skip_if_exists=True)
-    return study
+    return optuna.create_study(storage=storage, study_name=spec.name, directions=directions, sampler=sampler,
+                               load_if_exists=True)
 
 
 def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -173,10 +173,21 @@ def _scheduler(spec: StudySpec) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def _print_start(spec: StudySpec, ended: int, resuming: int) -> None:
+def _print_start(spec: StudySpec, plan: Plan) -> None:
+    ended, resuming = plan.ended, len(plan.resume)
     state = f"{ended} of {spec.trials} trials ended" + (f", resuming {resuming}" if resuming else "") if ended or \
         resuming else f"{spec.trials} trials"
     print(f"study {spec.name} ({spec.run}): {state}, {spec.max_concurrent} at a time", flush=True)
+    if plan.retry:
+        print(f"retrying {len(plan.retry)} trials that failed: {_listed(plan.retry)}", flush=True)
+    if plan.given_up:
+        print(f"giving up {len(plan.given_up)} configurations that failed in {GIVE_UP_AFTER} sessions: "
+              f"{_listed(plan.given_up)}", flush=True)
+
+
+def _listed(failed: list[Failed], shown: int = 5) -> str:
+    more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
+    return "; ".join(f.line() for f in failed[:shown]) + more
 
 
 class Interruption(Stopper):

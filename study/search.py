@@ -6,6 +6,9 @@
   not trained again: Optuna is told the known outcome (at once, or when the running twin ends) and another
   suggestion is drawn, so it does not use up a trial. When the space has no new configuration left, the search
   says FINISHED.
+- Retries: a configuration whose trial errored in an earlier session (`study.reconcile`) is started again, under
+  its own trial id, when it is drawn (its draw is enqueued first); until then it does not count as known.
+- Invalid draws: a chain no trial can train is told FAIL and another is drawn; the session goes on.
 - Outcomes: a finished chain tells its objectives; a diverged or errored one FAIL (TPE learns the region is
   bad); one stopped early by a scheduler PRUNED. A trial that ends because the study was interrupted is told
   nothing (Tune does not call the searcher then): it stays RUNNING, and the next session resumes it.
@@ -49,6 +52,7 @@ class Known:
     state: TrialState = TrialState.RUNNING
     values: list[float] | None = None
     waiting: list[optuna.trial.Trial] = field(default_factory=list)  # duplicates to tell when it ends
+    retry: bool = False  # it failed in an earlier session: its next draw trains it again, under its trial id
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Ledger:
         self.base = spec.base_config()
         self.configs: dict[str, Known] = {}
         self.size = space.size(spec)
+        self.retries = 0  # configurations waiting to be retried
 
     def key(self, params: dict[str, Any]) -> str:
         """The key of a suggestion (Optuna params and derived values)."""
@@ -80,11 +85,17 @@ class Ledger:
         return self.configs.get(key)
 
     def add(self, key: str, known: Known) -> None:
-        self.configs.setdefault(key, known)
+        if self.configs.setdefault(key, known) is known and known.retry:
+            self.retries += 1
+
+    def retried(self, known: Known) -> None:
+        """A configuration to retry was drawn: from now on it runs like any other."""
+        known.retry = False
+        self.retries -= 1
 
     @property
     def exhausted(self) -> bool:
-        return len(self.configs) >= self.size
+        return len(self.configs) >= self.size and not self.retries
 
 
 class StudySearch(OptunaSearch):
@@ -131,8 +142,8 @@ class StudySearch(OptunaSearch):
                 duplicates += 1
                 continue
             known = self.ledger.get(key)
-            if known is None:
-                return self._start(trial_id, ot_trial, config, key)
+            if known is None or known.retry:
+                return self._start(trial_id, ot_trial, config, key, known)
             self._duplicate(ot_trial, known)
             duplicates += 1
         self.exhausted_reason = self.exhausted_reason or (
@@ -177,11 +188,15 @@ class StudySearch(OptunaSearch):
                 return dict(trial.params)
         return None
 
-    def _start(self, trial_id: str, ot_trial: optuna.trial.Trial, config: dict[str, Any], key: str) -> dict:
-        study_trial_id = uuid.uuid4().hex[:8]
+    def _start(self, trial_id: str, ot_trial: optuna.trial.Trial, config: dict[str, Any], key: str,
+               retried: Known | None) -> dict:
+        study_trial_id = retried.trial_id if retried is not None else uuid.uuid4().hex[:8]
         ot_trial.set_user_attr(TRIAL_ID_ATTR, study_trial_id)
         self.faults.point("after-ask")
-        self.ledger.add(key, Known(study_trial_id))
+        if retried is not None:
+            self.ledger.retried(retried)
+        else:
+            self.ledger.add(key, Known(study_trial_id))
         self._ot_trials[trial_id], self.keys[trial_id] = ot_trial, key
         return {**config, "trial_id": study_trial_id}
 

@@ -6,14 +6,14 @@ resumed trial skips straight to its first unfinished hop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from ray import tune
 
 from analysis.storage import locate
-from study.claims import RayClaims
+from study.claims import StorageClaims, lease_seconds
 from study.faults import NO_FAULTS, Faults
 from study.hop_store import RunHopStore
 from study.results import ResultsFolder
@@ -31,8 +31,8 @@ class TrialContext:
 
     base: dict[str, Any]  # the chain settings every trial shares; the search adds the rest
     run_uri: str
-    claims_board: str | None = None
     faults: Faults = NO_FAULTS
+    claim_lease_s: float = field(default_factory=lease_seconds)
     # What a Tune result carries: the objectives, and ASHA's clock when a scheduler stops trials on the student's
     # epochs (then every epoch reports). Tune keeps statistics of every reported number of every trial in its
     # experiment state, so a study reports no more than its searcher and scheduler read.
@@ -43,9 +43,10 @@ class TrialContext:
         return ResultsFolder(locate(self.run_uri) / "results")
 
     def hop_store(self) -> RunHopStore:
-        """The study's model store, with claims through its board (none outside a study's session)."""
-        claims = RayClaims(self.claims_board, self.faults) if self.claims_board else None
-        return RunHopStore(locate(self.run_uri) / "models", claims)
+        """The run's model store, with the run's claims: one board for every command that trains its hops."""
+        run = locate(self.run_uri)
+        claims = StorageClaims(run / "claims", self.faults, self.claim_lease_s)
+        return RunHopStore(run / "models", claims, self.faults)
 
 
 def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:

@@ -248,8 +248,8 @@ def test_a_session_that_ended_short_of_its_trials_says_so_and_exits_1(tiny_study
     outcome = StudyOutcome(6, trials=trials)  # Tune ended a trial without telling the recorder
     assert run_cmd.finish(outcome, spec, report=False) == 1
     captured = capsys.readouterr()
-    assert captured.err.strip() == ("kdstudy run: the study has 5 of 6 trials: 1 ended without a result; run the same "
-                                    "command to finish them")
+    assert captured.err.strip() == ("kdstudy run: the study has 5 of 6 trials: 1 without a result; run the same "
+                                    "command to retry them")
     assert "best configuration" in captured.out  # what did finish is still shown
 
 
