@@ -221,6 +221,11 @@ class Interruption(Stopper):
         for s, handler in self._previous.items():
             signal.signal(s, handler)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its stopper with the experiment; the handlers it replaced stay in the driver (whatever they
+        # hold: Ray's own SIGTERM handler of a node started in this process holds locks).
+        return {**self.__dict__, "_previous": {}}
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None:
             raise KeyboardInterrupt

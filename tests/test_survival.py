@@ -148,3 +148,21 @@ def test_every_trial_failing_the_same_way_shows_the_error_once(ray_cluster: str,
     assert "Traceback" not in console and console.count("same error as trial") == 2
     assert re.search(r"^kdstudy run: no trial finished its chain \(3 ERROR\); the errors are shown above$", err,
                      flags=re.M)
+
+
+def test_the_interruption_pickles_without_the_handlers_it_replaced() -> None:
+    # Tune pickles its stopper with the experiment; the SIGTERM handler Ray installs for a node started in the
+    # driver's process (ray.cluster_utils) holds locks, which cannot be pickled
+    import threading
+
+    import ray
+
+    from study.runner import Interruption
+
+    lock = threading.Lock()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: lock.locked())
+    try:
+        with Interruption() as interruption:
+            assert ray.cloudpickle.loads(ray.cloudpickle.dumps(interruption)).signal is None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
