@@ -5,9 +5,11 @@ Why on the storage: every command that trains hops of a run — the study's tria
 session — shares the run's storage and nothing else. Each may run on a Ray cluster of its own (a command without
 `--address` starts a private one), so a Ray actor could not be the one board of a run.
 
-A claim is a lease, `{holder, beat}`: its holder rewrites it with the next beat every third of the lease from a
-background thread. A waiter that reads the same lease, unchanged, for a whole lease by its own clock takes it over
-(its holder died: a killed worker, a lost node). No two machines' clocks are ever compared.
+A claim is a lease, `{holder, machine, pid, beat}`: its holder rewrites it with the next beat every third of the
+lease from a background thread. A waiter that reads the same lease, unchanged, for a whole lease by its own clock
+takes it over (its holder died: a killed worker, a lost node); no two machines' clocks are ever compared. A waiter
+on the holder's own machine need not wait that long: when the holder's process is gone (a driver killed with its
+trials, a session stopped), the claim is free at once.
 
 Object stores have no create-if-absent, so a claim is taken by writing it, waiting `settle` and reading it back:
 the last writer wins, and of two processes that took a free claim at once only one reads back its own lease. That
@@ -21,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from analysis.storage import Location, read_bytes, write_bytes
@@ -67,7 +71,7 @@ class StorageClaims:
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[None]:
         """Blocks until this process holds `key`'s claim; renews it while held, releases it on exit."""
-        holder = f"{_node()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        holder = uuid.uuid4().hex
         self._acquire(key, holder)
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(key, holder, stop), daemon=True)
@@ -84,7 +88,8 @@ class StorageClaims:
         watch = _Watch()
         while True:
             lease = self._read(key)
-            free = lease is None or (lease is not UNREADABLE and watch.unchanged_for(lease) >= self.lease_s)
+            free = lease is None or (lease is not UNREADABLE and (
+                _died_here(lease) or watch.unchanged_for(lease) >= self.lease_s))
             if free and self._take(key, holder):
                 return
             time.sleep(self.poll_s)
@@ -130,14 +135,32 @@ class StorageClaims:
         return lease if isinstance(lease, dict) else None
 
     def _write(self, key: str, holder: str, beat: int) -> None:
-        lease = {"holder": holder, "beat": beat, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        lease = {"holder": holder, "machine": MACHINE, "pid": os.getpid(), "beat": beat,
+                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         write_bytes(self._location(key), json.dumps(lease).encode())
 
     def _location(self, key: str) -> Location:
         return self.folder / f"{key}.json"
 
 
-def _node() -> str:
-    import ray
+def _machine() -> str:
+    """This machine among those sharing a run: the host name (distinct for containers on one host, whose process
+    ids are their own) and the kernel's boot id (distinct for machines that share a host name)."""
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    return f"{socket.gethostname()}/{boot.read_text().strip() if boot.exists() else ''}"
 
-    return ray.get_runtime_context().get_node_id()[:8] if ray.is_initialized() else "local"
+
+MACHINE = _machine()
+
+
+def _died_here(lease: dict[str, Any]) -> bool:
+    """The lease's holder ran on this machine, and its process is gone."""
+    if lease.get("machine") != MACHINE or not isinstance(lease.get("pid"), int):
+        return False
+    try:
+        os.kill(lease["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False

@@ -76,3 +76,19 @@ def test_two_commands_on_two_ray_clusters_train_each_hop_of_the_run_once(tiny_st
     assert stored and len(stored) == len(set(stored))  # every hop trained and stored by one command only
     rows = pq.read_table(run / "results" / "confirm").to_pylist()
     assert {r["status"] for r in rows} == {"TERMINATED"}
+
+
+def test_a_claim_whose_holder_died_on_this_machine_is_free_at_once(tmp_path: Path) -> None:
+    from study.claims import MACHINE
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    lease = {"holder": "killed", "machine": MACHINE, "pid": int(gone.stdout), "beat": 3}
+    (folder / f"{KEY}.json").write_text(json.dumps(lease))
+    claims = StorageClaims(locate(str(folder)), lease_s=600)  # its lease would last ten minutes
+    held, release = threading.Event(), threading.Event()
+    holding = _holding(claims, held, release)
+    assert held.wait(30)
+    release.set()
+    holding.join(10)
