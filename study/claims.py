@@ -109,8 +109,7 @@ class StorageClaims:
     def _renew(self, key: str, holder: str, stop: threading.Event) -> None:
         beat = 0
         while not stop.wait(self.lease_s / 3):
-            lease = self._read(key)
-            if lease is not None and lease is not UNREADABLE and lease.get("holder") != holder:
+            if self._holder(key) not in (None, holder):
                 return  # taken over (this process was unreachable for a whole lease): let the new holder be
             beat += 1
             with contextlib.suppress(OSError):  # a missed beat is made up by the next; three in a row lose it
