@@ -1,12 +1,12 @@
 """The model store of a study: `<run>/models/<key>.pt` on the run's storage (local, NFS or an object store),
-shared by every trial on every node, with claims so that a hop is trained once per study; a hop that diverged
+shared by every trial on every node, with claims so that a hop is trained once per run; a hop that diverged
 leaves `<key>.diverged.json` instead, so no other trial trains it again."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import ContextManager, Protocol
+from typing import Callable, ContextManager, Protocol, TypeVar
 
 from analysis.storage import Location, read_bytes, write_bytes
 from study.faults import NO_FAULTS, Faults
@@ -14,6 +14,7 @@ from trainables import StoredHop
 from trainables.store import Divergence
 
 log = logging.getLogger("kdstudy")
+Entry = TypeVar("Entry")
 DIVERGED_SUFFIX = ".diverged.json"  # beside `<key>.pt`: a hop that diverged, remembered instead of its weights
 
 
@@ -28,33 +29,31 @@ class RunHopStore:
         self.folder, self.claims, self.faults = folder, claims, faults
 
     def get(self, key: str) -> StoredHop | None:
-        data = read_bytes(self.folder / f"{key}.pt")
-        if data is None:
-            return None
-        try:
-            return StoredHop.from_bytes(data)
-        except Exception as error:  # a truncated upload, a foreign file: as if it were missing
-            reason = " ".join(str(error).split())[:200] or type(error).__name__
-            log.warning("store: %s/%s.pt is unreadable (%s); training the hop again", self.folder, key, reason)
-            return None
+        return self._read(f"{key}.pt", StoredHop.from_bytes)
 
     def put(self, key: str, hop: StoredHop) -> None:
         write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
         self.faults.point("stored", key)
 
     def divergence(self, key: str) -> Divergence | None:
-        data = read_bytes(self.folder / f"{key}{DIVERGED_SUFFIX}")
-        if data is None:
-            return None
-        try:
-            return Divergence.from_bytes(data)
-        except (ValueError, KeyError, TypeError):  # a foreign or truncated file: train the hop, and see
-            log.warning("store: %s/%s%s is unreadable; training the hop again", self.folder, key, DIVERGED_SUFFIX)
-            return None
+        return self._read(f"{key}{DIVERGED_SUFFIX}", Divergence.from_bytes)
 
     def put_divergence(self, key: str, divergence: Divergence) -> None:
         write_bytes(self.folder / f"{key}{DIVERGED_SUFFIX}", divergence.to_bytes())
         self.faults.point("diverged-stored", key)
+
+    def _read(self, name: str, parse: Callable[[bytes], Entry]) -> Entry | None:
+        """An entry, or None when there is none — or when it is unreadable (a truncated upload, a foreign file):
+        then one warning, and the hop is trained again as if it were missing."""
+        data = read_bytes(self.folder / name)
+        if data is None:
+            return None
+        try:
+            return parse(data)
+        except Exception as error:
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            log.warning("store: %s/%s is unreadable (%s); training the hop again", self.folder, name, reason)
+            return None
 
     def claim(self, key: str) -> ContextManager[None]:
         return self.claims.hold(key) if self.claims is not None else contextlib.nullcontext()
