@@ -15,7 +15,8 @@ Points: in the driver `after-ask` (a trial is in the journal, not yet running), 
 (around telling Optuna a trial's outcome); in a trial `trial-start`, `epoch-<hop>-<epoch>` (after that epoch),
 `claimed` (holding a hop's claim, before training it), `stored` and `diverged-stored` (a trained hop, or the
 marker of one that diverged, written to the model store; the detail is the hop's key) and `results-written` (rows
-written, result not yet reported). The driver passes its settings to the trials (`Faults.from_env()` travels with the trial context).
+written, result not yet reported). The driver passes its settings to the trials (`Faults.from_env()` travels with
+the trial context).
 """
 
 from __future__ import annotations

@@ -154,8 +154,8 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
     lost = 0 if outcome.exhausted else outcome.target - outcome.ended
     if lost > 0:
         failed = f" ({outcome.failed} failed)" if outcome.failed else ""
-        print(f"kdstudy run: the study has {outcome.ended} of {outcome.target} trials: {lost} without a result{failed}; "
-              "run the same command to retry them", file=sys.stderr)
+        print(f"kdstudy run: the study has {outcome.ended} of {outcome.target} trials: {lost} without a result"
+              f"{failed}; run the same command to retry them", file=sys.stderr)
     from analysis.ranking import rank_configurations
 
     trials = outcome.trials

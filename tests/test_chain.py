@@ -81,7 +81,8 @@ def test_stored_hops_are_reused(chain_cfg: ChainConfig, first_run) -> None:  # n
     assert result.spent_flops == result.train_flops + again.spent_flops
 
 
-def test_dgkd_and_ensemble_reuse_the_shared_prefix(chain_cfg: ChainConfig, first_run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_dgkd_and_ensemble_reuse_the_shared_prefix(chain_cfg: ChainConfig, first_run,  # noqa: ANN001
+                                                   tmp_path: Path) -> None:
     _, store, _ = first_run
     result = train_chain(chain_cfg.replace(method="ensemble", weighting="learned"), store=store)
     assert [h.reused for h in result.hops] == [True, True, False]

@@ -17,7 +17,8 @@ from trainables.models import build_model
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 # Device "cpu" throughout: what `auto` precision means depends on where a chain runs.
-BASE = {"dataset": "mnist5k", "method": "takd", "teacher": "plain4", "ta_depths": [3], "student": "plain2", "device": "cpu"}
+BASE = {"dataset": "mnist5k", "method": "takd", "teacher": "plain4", "ta_depths": [3], "student": "plain2",
+        "device": "cpu"}
 
 
 def keys(runs_on: torch.device | None = None, /, **settings: Any) -> list[str]:

