@@ -6,9 +6,8 @@ method adds (with their default ranges, which a spec's `[search]` table may narr
 
 from __future__ import annotations
 
-import itertools
 import math
-from itertools import combinations
+from itertools import combinations, product
 from typing import Any, Iterator
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -61,7 +60,7 @@ def invalid_draw(spec: StudySpec) -> str | None:
     for name in spec.methods:
         method = method_class(name)
         subsets = ta_subsets(spec.ta_candidates) if method.uses_tas else [""]
-        for subset, values in itertools.product(subsets, list(_corners(method.params, spec))):
+        for subset, values in product(subsets, _corners(method.params, spec)):
             try:
                 ChainConfig.from_flat({**base, **values, "method": name, TA_PARAM: depths_of(subset)})
             except ConfigError as error:
@@ -73,7 +72,7 @@ def invalid_draw(spec: StudySpec) -> str | None:
 
 def _corners(params: tuple[Param, ...], spec: StudySpec) -> Iterator[dict[str, Any]]:
     ends = [sorted(set(p.search_values(spec.search.get(p.name))), key=str) for p in params]
-    for values in itertools.product(*ends):
+    for values in product(*ends):
         yield {p.name: value for p, value in zip(params, values)}
 
 
