@@ -57,16 +57,7 @@ class ChainTrainer:
         model = self._build(plan)
         flops = inference_flops(model, self.data.in_channels, self.data.image_size)
         counters = Counters()
-        with self.store.claim(plan.key):
-            stored = self.store.get(plan.key)
-            if stored is not None:
-                model.load_state_dict(stored.state_dict)
-                meta = stored.meta
-            else:
-                trained = self._train_unless_diverged(plan, model, flops, counters)
-                # what training it from scratch cost, for every later reuse of these weights
-                meta = {**trained, "train_flops": counters.flops, "train_seconds": time.perf_counter() - started}
-                self.store.put(plan.key, StoredHop(model.state_dict(), meta))
+        meta, reused = self._load_or_train(plan, model, flops, counters, started)
         test_logits = predict_logits(model, self.data.test, self.data, self.cfg.precision)
         counters.flops += flops * len(self.data.test)
         hop = HopResult(
@@ -77,7 +68,7 @@ class ChainTrainer:
             train_flops=meta["train_flops"], train_seconds=meta["train_seconds"],
             spent_flops=counters.flops, spent_seconds=time.perf_counter() - started,
             upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
-            reused=stored is not None, ensemble_weights=meta["ensemble_weights"],
+            reused=reused, ensemble_weights=meta["ensemble_weights"],
             predictions=_predictions(test_logits, self.data.test.y),
         )
         self.models.append(_freeze(model))
@@ -89,6 +80,25 @@ class ChainTrainer:
         model = build_model(plan.arch, self.data.num_classes, self.data.in_channels, self.data.image_size,
                             self.cfg.width, self.cfg.init)
         return model.to(self.data.train.x.device)
+
+    def _load_or_train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters, started: float
+                       ) -> tuple[dict[str, Any], bool]:
+        """The hop's record, and whether it came from the store. A stored hop is loaded without its claim: stored
+        hops never change, and a claim costs a round of writes and reads on the run's storage. A missing one is
+        looked up again once its claim is held, as the claim's last holder may just have stored it."""
+        stored = self.store.get(plan.key)
+        if stored is None:
+            with self.store.claim(plan.key):
+                stored = self.store.get(plan.key)
+                if stored is None:
+                    trained = self._train_unless_diverged(plan, model, flops, counters)
+                    # what training it from scratch cost, for every later reuse of these weights
+                    meta = {**trained, "train_flops": counters.flops,
+                            "train_seconds": time.perf_counter() - started}
+                    self.store.put(plan.key, StoredHop(model.state_dict(), meta))
+                    return meta, False
+        model.load_state_dict(stored.state_dict)
+        return stored.meta, True
 
     def _train_unless_diverged(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters
                                ) -> dict[str, Any]:
