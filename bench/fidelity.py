@@ -42,8 +42,9 @@ def synthetic_task(train: int = 5000, test: int = 2000, seed: int = 0) -> DataBu
 
     train_split, test_split = images(train), images(test)
     mean, std = channel_stats(train_split.x)
-    # The test images are the validation split too: every epoch's val_acc is this bench's test accuracy.
-    return DataBundle("synthetic-cifar100", train_split, test_split, test_split, CLASSES, 3, SIZE, mean, std)
+    # The test images are the validation (and fit) split too: every epoch's val_acc is this bench's test accuracy.
+    return DataBundle("synthetic-cifar100", train_split, test_split, test_split, test_split, CLASSES, 3, SIZE, mean,
+                      std)
 
 
 def curve(init: str, data: DataBundle, epochs: int, device: str) -> list[float]:

@@ -28,7 +28,7 @@ def cached_outputs() -> TeacherOutputs:
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (TRAIN, 3, 1, 1), dtype=torch.uint8, generator=generator)
     train = Split(x=pixels, y=torch.randint(0, CLASSES, (TRAIN,), generator=generator))
-    data = DataBundle("cifar100-sized", train, train, train, CLASSES, 3, 1, (0.5,) * 3, (0.25,) * 3)
+    data = DataBundle("cifar100-sized", train, train, train, train, CLASSES, 3, 1, (0.5,) * 3, (0.25,) * 3)
     torch.manual_seed(0)
     teachers = [nn.Sequential(nn.Flatten(), nn.Linear(3, CLASSES)).eval() for _ in range(TEACHERS)]
     outputs = TeacherOutputs(teachers, [0] * TEACHERS, data, Counters(), per_batch=False, precision="fp32")

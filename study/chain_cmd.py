@@ -19,7 +19,8 @@ from trainables.methods import all_params
 
 # flag → config field, for the flags that map one to one (the KD methods' settings get theirs from the registry)
 FLAG_FIELDS = ("dataset", "data_dir", "teacher", "student", "method", "epochs", "seed", "width", "init", "lr",
-               "lr_schedule", "batch_size", "train_size", "val_size", "kl_reduction", "device", "precision")
+               "lr_schedule", "batch_size", "train_size", "val_size", "fit_size", "kl_reduction", "device",
+               "precision")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", dest="batch_size", type=int)
     parser.add_argument("--train-size", dest="train_size", type=int, help="train on a stratified subset")
     parser.add_argument("--val-size", dest="val_size", type=float, help="validation hold-out: fraction or count")
+    parser.add_argument("--fit-size", dest="fit_size", type=float,
+                        help="fit hold-out, out of the training images: fraction or count, 0 = none (default); "
+                             "--weighting learned needs it (the ensemble's weights are fitted there)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
     parser.add_argument("--out", type=Path, help="write the result as JSON to this file")

@@ -65,9 +65,19 @@ def invalid_draw(spec: StudySpec) -> str | None:
                 ChainConfig.from_flat({**base, **values, "method": name, TA_PARAM: depths_of(subset)})
             except ConfigError as error:
                 chain = f"TAs {subset.replace('-', ', ')}" if subset else "no TA"
-                return (f"search.{error} (method {name} with {chain} can draw it); narrow [search] "
-                        f"{str(error).split(':', 1)[0]} or ta_candidates")
+                field = str(error).split(':', 1)[0]
+                if field not in all_params():  # a chain setting that the drawn method cannot take
+                    return f"chain.{error} (method {name} with {chain} can draw it)"
+                return (f"search.{error} (method {name} with {chain} can draw it); narrow [search] {field} "
+                        "or ta_candidates")
     return None
+
+
+def draws_a_fitting_method(spec: StudySpec) -> bool:
+    """Whether the search can draw a chain whose method fits weights on the fit hold-out (a learned ensemble):
+    every choice of every categorical setting is a corner, so none is missed."""
+    return any(method_class(name).fits_on_fit_split(values)
+               for name in spec.methods for values in _corners(method_class(name).params, spec))
 
 
 def _corners(params: tuple[Param, ...], spec: StudySpec) -> Iterator[dict[str, Any]]:

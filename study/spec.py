@@ -37,6 +37,10 @@ RANGE_KEYS = {"temperature_range": "temperature", "alpha_range": "alpha"}
 DEFAULT_CHAIN: dict[str, Any] = {"width": 0.5, "train_size": 1000, "val_size": 500, "lr": 0.01,
                                  "lr_schedule": "cosine"}
 PRESETS = resources.files("study") / "presets"
+# The fit hold-out of every trial of a study whose search can draw a method that fits weights on it (the learned
+# ensemble), unless its [chain] sets one: one value for all trials, so that every chain of the study trains on the
+# same images and method groups compare paired (one split, one teacher per seed). Other studies hold out nothing.
+DEFAULT_FIT_SIZE = 0.05
 
 
 def _searched_fields() -> tuple[str, ...]:
@@ -82,13 +86,21 @@ class StudySpec:
         # Trials run in their own working folders: a relative data dir would point nowhere there.
         data_dir = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
         return {"dataset": self.dataset, "data_dir": data_dir, "teacher": self.teacher,
-                "student": self.student, "epochs": self.epochs, "seed": self.seed, **self.chain}
+                "student": self.student, "epochs": self.epochs, "seed": self.seed, **self.trial_chain()}
+
+    def trial_chain(self) -> dict[str, Any]:
+        """The [chain] settings of every trial: the spec's, with `fit_size` resolved where it leaves it out."""
+        if "fit_size" in self.chain:
+            return dict(self.chain)
+        from study.space import draws_a_fitting_method  # the space reads specs: imported where it is needed
+
+        return {**self.chain, "fit_size": DEFAULT_FIT_SIZE if draws_a_fitting_method(self) else 0.0}
 
     def settings(self) -> dict[str, Any]:
         """What the study is, as plain JSON values: every field but the runtime ones."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in RUNTIME_FIELDS}
         values["search"] = {name: list(bounds) for name, bounds in sorted(self.search.items())}
-        values["chain"] = dict(sorted(self.chain.items()))
+        values["chain"] = dict(sorted(self.trial_chain().items()))
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
     def runtime(self) -> dict[str, Any]:

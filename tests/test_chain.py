@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 import torch
 
 from tests.conftest import DEVICE, ON_GPU
 from trainables import ChainConfig, HopDiverged, MemoryStore, train_chain
-from trainables.data import DataBundle, iterate_batches, load_chain_data
+from trainables.data import DataBundle, Split, iterate_batches, load_chain_data, split_positions
+from trainables.data.registry import SplitPositions
 from trainables.hops import plan_chain
 from trainables.loop import Counters, TeacherOutputs
 from trainables.models import build_model
@@ -20,7 +22,9 @@ TINY = dict(dataset="mnist5k", train_size=800, val_size=200, width=0.25, epochs=
 
 @pytest.fixture(scope="module")
 def chain_cfg() -> ChainConfig:
-    return ChainConfig(method="takd", teacher="plain6", ta_depths=(4,), student="plain2", **TINY)
+    # 100 training images held out for fitting, as a study holds them out of every chain: a learned ensemble can
+    # then reuse this chain's hops
+    return ChainConfig(method="takd", teacher="plain6", ta_depths=(4,), student="plain2", fit_size=100, **TINY)
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +85,43 @@ def test_stored_hops_are_reused(chain_cfg: ChainConfig, first_run) -> None:  # n
     assert result.spent_flops == result.train_flops + again.spent_flops
 
 
-def test_dgkd_and_ensemble_reuse_the_shared_prefix(chain_cfg: ChainConfig, first_run,  # noqa: ANN001
-                                                   tmp_path: Path) -> None:
+def test_the_learned_ensemble_reuses_the_shared_prefix_and_fits_on_the_fit_split(
+        chain_cfg: ChainConfig, first_run) -> None:  # noqa: ANN001
     _, store, _ = first_run
-    result = train_chain(chain_cfg.replace(method="ensemble", weighting="learned"), store=store)
+    cfg = chain_cfg.replace(method="ensemble", weighting="learned")
+    drawn: list[tuple[torch.Tensor, SplitPositions]] = []  # the loader's labels, and where it put each split
+
+    def spy_positions(labels: torch.Tensor, *rest: Any) -> SplitPositions:
+        drawn.append((labels, split_positions(labels, *rest)))
+        return drawn[-1][1]
+
+    with mock.patch("trainables.data.registry.split_positions", spy_positions):
+        data = load_chain_data(cfg)
+    forwarded: dict[int, Split] = {}  # every split the teachers are run on
+    for_split = TeacherOutputs.for_split
+    with mock.patch.object(TeacherOutputs, "for_split",
+                           lambda self, split: (forwarded.setdefault(id(split), split), for_split(self, split))[1]):
+        result = train_chain(cfg, store=store, data=data)
     assert [h.reused for h in result.hops] == [True, True, False]
     student = result.student
     assert student.teachers == [0, 1] and len(student.ensemble_weights) == 2
     assert sum(student.ensemble_weights) == pytest.approx(1.0, abs=1e-5)
-    assert student.upper_forward_samples == 2 * (800 + 200)  # each teacher once on train and once on val
+    assert student.upper_forward_samples == 2 * (800 + 100)  # each teacher once on train and once on fit
+    # Where the loader put each split: the 100 fit images are neither trained nor selected on.
+    (labels, where), = drawn
+    train, val, fit = (set(positions.tolist()) for positions in where)
+    assert (len(train), len(val), len(fit)) == (800, 200, 100)
+    assert not fit & train and not fit & val and not train & val
+    for split, positions in ((data.train, where.train), (data.val, where.val), (data.fit, where.fit)):
+        assert torch.equal(split.y.cpu(), labels[positions])
+    # The teachers ran on the training split and on the fit split only (the ensemble's fitting): never on val.
+    outside_training = [split for split in forwarded.values() if len(split) != 800]
+    assert len(outside_training) == 1 and torch.equal(outside_training[0].x.cpu(), data.fit.x)
+    assert not _row_keys(data.fit) & (_row_keys(data.train) | _row_keys(data.val))
+
+
+def _row_keys(split: Split) -> set[bytes]:
+    return {row.tobytes() for row in split.x.cpu().reshape(len(split), -1).numpy()}
 
 
 def test_dgkd_with_drop_counts_one_kl_per_kept_teacher(chain_cfg: ChainConfig) -> None:

@@ -17,10 +17,12 @@ TINY = ["--train-size", "300", "--val-size", "100", "--width", "0.25", "--epochs
 def test_chain_writes_json_with_every_hop(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "chain.json"
     code = main(["chain", "--teacher", "plain6", "--tas", "plain4,plain3", "--student", "plain2",
-                 "--method", "ensemble", "--weighting", "learned", "--space", "logit", "--out", str(out), *TINY])
+                 "--method", "ensemble", "--weighting", "learned", "--space", "logit", "--fit-size", "0.05",
+                 "--out", str(out), *TINY])
     assert code == 0
     record = json.loads(out.read_text())
     assert record["config"]["ta_depths"] == [4, 3] and record["config"]["space"] == "logit"
+    assert record["config"]["fit_size"] == 0.05
     assert [h["arch"] for h in record["hops"]] == ["plain6", "plain4", "plain3", "plain2"]
     assert [h["role"] for h in record["hops"]] == ["teacher", "ta", "ta", "student"]
     for hop in record["hops"]:
@@ -51,6 +53,8 @@ def test_config_file_with_flag_overrides(tmp_path: Path) -> None:
     (["--method", "fitnet"], "method"),
     (["--dataset", "cifar100", "--data-dir", "/nonexistent"], "data_dir"),
     (["--teacher", "vgg19"], "teacher"),
+    (["--method", "ensemble", "--tas", "6", "--weighting", "learned"], "fit_size"),
+    (["--fit-size", "-1"], "fit_size"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(flags: list[str], field: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:

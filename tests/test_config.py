@@ -27,14 +27,14 @@ def test_settings_of_other_methods_may_be_null_but_not_set() -> None:
 
 
 def test_replacing_the_method_drops_the_old_methods_settings() -> None:
-    cfg = ChainConfig.from_flat({"method": "ensemble", "ta_depths": [6], "weighting": "learned"})
+    cfg = ChainConfig.from_flat({"method": "ensemble", "ta_depths": [6], "weighting": "learned", "fit_size": 0.05})
     assert cfg.replace(method="takd").params == {"temperature": 4.0, "alpha": 0.5}
     assert cfg.replace(method="dgkd", drop=1).param("drop") == 1
 
 
 def test_labels_and_groups_come_from_the_method() -> None:
     ensemble = ChainConfig.from_flat({"method": "ensemble", "ta_depths": [8, 6], "weighting": "learned",
-                                      "space": "logit", "temperature": 5, "alpha": 0.5, "width": 0.5})
+                                      "fit_size": 100, "space": "logit", "temperature": 5, "alpha": 0.5, "width": 0.5})
     assert ensemble.label == "ensemble[learned/logit] 10→8→6→2 T=5.0 α=0.50 w=0.5"
     assert ensemble.group == "ensemble-learned"
     dgkd = ChainConfig.from_flat({"method": "dgkd", "ta_depths": [6], "drop": 1})
@@ -83,6 +83,11 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
     ({"momentum": 1.0}, "momentum"),
     ({"val_size": 0}, "val_size"),
     ({"val_size": 1.5}, "val_size"),
+    ({"fit_size": -1}, "fit_size"),
+    ({"fit_size": 1.5}, "fit_size"),
+    # the learned ensemble fits its weights on the fit hold-out: none is refused
+    ({"method": "ensemble", "ta_depths": [6], "weighting": "learned"}, "fit_size"),
+    ({"method": "ensemble", "ta_depths": [6], "weighting": "learned", "fit_size": 0}, "fit_size"),
     ({"train_size": 0}, "train_size"),
     ({"width": 0}, "width"),
     ({"device": "tpu"}, "device"),
@@ -102,12 +107,12 @@ def test_malformed_config_is_rejected_naming_the_field(flat: dict[str, Any], fie
 def test_hops_share_keys_where_training_is_the_same() -> None:
     takd = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
     dgkd = plan_chain(ChainConfig(method="dgkd", ta_depths=(6,)))
-    ensemble = plan_chain(ChainConfig(method="ensemble", ta_depths=(6,), params={"weighting": "learned"}))
+    ensemble = plan_chain(ChainConfig(method="ensemble", ta_depths=(6,), params={"weighting": "confidence"}))
     kd = plan_chain(ChainConfig(method="kd", student="plain6"))
     # teacher from labels, and the first TA (plain KD from the teacher) are the same hops in every method
     assert takd[0].key == dgkd[0].key == ensemble[0].key == kd[0].key
     assert takd[1].key == dgkd[1].key == ensemble[1].key == kd[1].key
-    # the students differ: one teacher vs the sum of KLs vs a learned ensemble
+    # the students differ: one teacher vs the sum of KLs vs an ensemble
     assert len({takd[2].key, dgkd[2].key, ensemble[2].key}) == 3
     assert [p.teachers for p in dgkd] == [(), (0,), (0, 1)]
     assert [p.teachers for p in takd] == [(), (0,), (1,)]

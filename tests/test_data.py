@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import DataBundle, DataError, Split, available_datasets, iterate_batches, load_dataset
+from trainables.data import (DataBundle, DataError, Split, available_datasets, iterate_batches, load_dataset,
+                             split_positions)
 from trainables.data.splits import stratified_split
 
 
@@ -80,6 +81,26 @@ def test_train_size_subsamples_stratified() -> None:
     assert len(b.train) == 250 and len(b.val) == 100
     assert torch.all((torch.bincount(b.train.y, minlength=10) - 25).abs() <= 1)
     assert not (_row_keys(b.train) & _row_keys(b.val))
+
+
+def test_the_fit_hold_out_is_stratified_and_disjoint_and_leaves_validation_as_it_was(mnist: DataBundle) -> None:
+    assert len(mnist.fit) == 0 and mnist.fit.x.shape[1:] == mnist.train.x.shape[1:]  # fit_size 0: none
+    b = load_dataset("mnist5k", seed=0, fit_size=0.05)
+    assert (len(b.train), len(b.val), len(b.fit)) == (3400, 400, 200)
+    assert _row_keys(b.val) == _row_keys(mnist.val)  # its own stream: the validation images do not move
+    train, val, fit = _row_keys(b.train), _row_keys(b.val), _row_keys(b.fit)
+    assert not fit & (train | val) and train | val | fit == _row_keys(mnist.train) | _row_keys(mnist.val)
+    assert torch.all((torch.bincount(b.fit.y, minlength=10) - 20).abs() <= 2)
+    subsampled = load_dataset("mnist5k", seed=0, val_size=100, fit_size=50, train_size=250)
+    assert (len(subsampled.train), len(subsampled.val), len(subsampled.fit)) == (250, 100, 50)
+    assert not _row_keys(subsampled.fit) & (_row_keys(subsampled.train) | _row_keys(subsampled.val))
+
+
+def test_without_a_fit_hold_out_the_splits_are_the_validation_split_and_its_rest() -> None:
+    y = torch.arange(103) % 7
+    keep, hold = stratified_split(y, 20, generator_seed=3)
+    positions = split_positions(y, 20, 0, 3, None)
+    assert torch.equal(positions.train, keep) and torch.equal(positions.val, hold) and len(positions.fit) == 0
 
 
 def test_digits_loads_at_16x16() -> None:
@@ -203,6 +224,12 @@ def test_missing_data_dir(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("val_size", [0, 0.0, 1.5, -3, 1.0, 4000, 10**6, 1e-6, "0.1", True])
 def test_bad_val_size(val_size: object) -> None:
     assert _error(val_size=val_size).startswith("val_size: ")
+
+
+@pytest.mark.parametrize("fit_size", [-1, 1.5, 1e-6, 3600, 0.9, "0.05", True])
+def test_bad_fit_size(fit_size: object) -> None:
+    # 3600 and 0.9 hold out every image the 400 validation ones leave
+    assert _error(fit_size=fit_size).startswith("fit_size: ")
 
 
 @pytest.mark.parametrize("train_size", [0, -1, 3601, 2.5, True])

@@ -46,9 +46,10 @@ def test_at_alpha_zero_the_temperature_does_not_split_a_hop(method: str) -> None
 
 
 def test_at_alpha_zero_the_ensembles_weighting_and_space_do_not_split_a_hop() -> None:
-    plain = keys(method="ensemble", alpha=0.0)
-    assert keys(method="ensemble", alpha=0.0, weighting="learned", space="logit") == plain
-    assert keys(method="ensemble", alpha=0.5, weighting="learned", space="logit")[2] != keys(method="ensemble")[2]
+    plain = keys(method="ensemble", alpha=0.0, fit_size=0.05)
+    assert keys(method="ensemble", alpha=0.0, weighting="learned", space="logit", fit_size=0.05) == plain
+    learned = keys(method="ensemble", alpha=0.5, weighting="learned", space="logit", fit_size=0.05)
+    assert learned[2] != keys(method="ensemble", fit_size=0.05)[2]
 
 
 def test_dgkds_drop_splits_a_hop_even_at_alpha_zero() -> None:
@@ -65,6 +66,16 @@ def test_a_hold_out_fraction_is_keyed_as_the_count_it_holds_out() -> None:
     assert keys(val_size=0.1) != keys(val_size=0.1, dataset="digits")
 
 
+def test_a_fit_hold_out_is_keyed_as_the_count_it_holds_out() -> None:
+    count = holdout_count("mnist5k", 0.05)
+    assert count == 200
+    learned = {"method": "ensemble", "weighting": "learned"}
+    assert keys(**learned, fit_size=0.05) == keys(**learned, fit_size=count) == keys(**learned, fit_size=float(count))
+    assert keys(**learned, fit_size=0.05) != keys(**learned, fit_size=count + 1)
+    # every hop trains on other images once some are held out for fitting, the teacher included
+    assert not set(keys(fit_size=0.05)) & set(keys())
+
+
 @pytest.mark.parametrize("name", ["mnist5k", "digits"])
 def test_the_registered_training_images_are_what_the_loader_returns(name: str) -> None:
     data = load_dataset(name, val_size=0.1)
@@ -77,6 +88,9 @@ def test_a_fraction_and_its_count_hold_out_the_same_images() -> None:
     by_count = load_dataset("mnist5k", val_size=holdout_count("mnist5k", 0.1), seed=2)
     assert torch.equal(by_fraction.val.y, by_count.val.y) and torch.equal(by_fraction.val.x, by_count.val.x)
     assert torch.equal(by_fraction.train.x, by_count.train.x)
+    fit_fraction = load_dataset("mnist5k", val_size=0.1, fit_size=0.05, seed=2)
+    fit_count = load_dataset("mnist5k", val_size=0.1, fit_size=holdout_count("mnist5k", 0.05), seed=2)
+    assert torch.equal(fit_fraction.fit.x, fit_count.fit.x) and torch.equal(fit_fraction.train.x, fit_count.train.x)
 
 
 TRAINED = {**BASE, "train_size": 200, "val_size": 100, "width": 0.25, "epochs": 2, "lr": 0.05, "batch_size": 64,
@@ -102,9 +116,9 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 
 def test_hops_with_equal_keys_train_equal_weights(one_thread: None) -> None:
-    ensemble = student_weights(method="ensemble", temperature=2.0, weighting="mean", space="prob")
+    ensemble = student_weights(method="ensemble", temperature=2.0, weighting="mean", space="prob", fit_size=50)
     other = student_weights(method="ensemble", temperature=9.0, weighting="learned", space="logit",
-                            kl_reduction="mean")
+                            kl_reduction="mean", fit_size=50)
     assert same_weights(ensemble, other)
 
 

@@ -27,5 +27,6 @@ def test_the_seed_preset_runs_the_seed_papers_comparison(ray_cluster: str, tmp_p
         assert (row["batch_size"], row["weight_decay"], row["augment"], row["init"], row["width"]) == \
             (128, 1e-4, False, "reference", 1.0)
         assert row["drop"] == (1 if row["method"] == "dgkd" else None)
+        assert row["fit_size"] == 0.05  # every trial holds out the learned ensemble's fit split: one split for all
     hops = pq.read_table(tmp_path / "seed-cifar100" / "results" / "hops").to_pylist()
     assert sum(not h["reused"] for h in hops if h["role"] == "teacher") == 1

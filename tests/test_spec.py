@@ -10,7 +10,8 @@ import pytest
 
 from study.cli import main
 from study.run_cmd import check_settings, recorded_runtime, write_settings
-from study.spec import DEFAULT_CHAIN, StudySpec, load_spec, preset_names
+from study.space import chain_config, warm_start_points
+from study.spec import DEFAULT_CHAIN, DEFAULT_FIT_SIZE, StudySpec, load_spec, preset_names
 
 
 @pytest.mark.parametrize("storage, local", [("runs", True), ("file:///tmp/studies", True),
@@ -76,7 +77,7 @@ def test_the_seed_preset_is_the_reference_recipe() -> None:
     assert preset["methods"] == ["takd", "dgkd", "ensemble"] and preset["epochs"] == 160
     assert preset["chain"] == {"lr": 0.01, "lr_schedule": "constant", "momentum": 0.9, "weight_decay": 1e-4,
                                "batch_size": 128, "augment": False, "kl_reduction": "mean", "val_size": 0.1,
-                               "width": 1.0, "init": "reference"}
+                               "fit_size": 0.05, "width": 1.0, "init": "reference"}
     assert preset["search"] == {"temperature": [5.0, 5.0], "alpha": [1.0, 1.0], "drop": [1, 1],
                                 "weighting": ["mean", "learned"]}
     assert 0 < preset["gpus_per_trial"] < 1  # several trials per GPU
@@ -108,3 +109,30 @@ def test_every_end_of_a_searched_range_is_checked_against_every_ta_subset() -> N
     assert invalid_draw(StudySpec(methods=("dgkd",), ta_candidates=(8, 6, 4), search={"drop": (1, 2)})) is not None
     # one TA: the student has two teachers, so one may be dropped
     assert invalid_draw(StudySpec(methods=("takd", "dgkd"), ta_candidates=(8,), search={"drop": (1, 1)})) is None
+
+
+def test_every_trial_of_a_study_that_can_draw_a_learned_ensemble_holds_out_the_fit_split(tmp_path: Path) -> None:
+    spec = load_spec(None, {})  # the default study searches every ensemble weighting
+    assert DEFAULT_FIT_SIZE == 0.05 and spec.settings()["chain"]["fit_size"] == 0.05  # in study.json too
+    trials = [chain_config(spec.base_config(), point) for point in warm_start_points(spec)]
+    trials.append(chain_config(spec.base_config(), {"method": "nokd"}))
+    assert {cfg.method for cfg in trials} == {"takd", "dgkd", "ensemble", "nokd"}
+    assert {cfg.fit_size for cfg in trials} == {0.05}  # one split for every method: paired comparisons
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text('methods = ["takd", "ensemble"]\n[search]\nweighting = ["mean", "confidence"]\n')
+    assert load_spec(spec_file, {}).base_config()["fit_size"] == 0  # no learned ensemble: no image lost
+    spec_file.write_text('methods = ["ensemble"]\n[chain]\nfit_size = 300\n')
+    assert load_spec(spec_file, {}).base_config()["fit_size"] == 300  # the spec's own
+
+
+def test_a_study_that_can_draw_a_learned_ensemble_without_a_fit_split_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text('methods = ["ensemble"]\nta_candidates = [6]\n[chain]\nfit_size = 0\n')
+    storage = tmp_path / "storage"
+    assert main(["run", "--spec", str(spec_file), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("kdstudy run: chain.fit_size: ensemble[learned/logit] fits its weights on training images held "
+                   "out for it; expected a fraction in (0, 1) or a count >= 1, got 0 (method ensemble with TAs 6 can "
+                   "draw it)\n")
+    assert not storage.exists()

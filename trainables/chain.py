@@ -144,8 +144,8 @@ class ChainTrainer:
         method = cfg.method_class.teaching(cfg, len(teachers))
         outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data, counters,
                                  per_batch=cfg.augment, precision=cfg.precision)
-        if teachers and method.fits_on_validation:
-            method.fit(outputs.for_split(data.val), data.val.y)
+        if teachers and method.fits_on_fit_split(cfg.params):
+            method.fit(outputs.for_split(data.fit), data.fit.y)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
         return HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,

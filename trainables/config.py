@@ -32,6 +32,9 @@ class ChainConfig:
     dataset: str = "mnist5k"
     data_dir: str | None = None
     val_size: float = 0.1
+    # Training images held out for what a method fits besides the hops (the learned ensemble's stacking weights):
+    # a fraction or a count, like val_size; 0 = none. No hop trains on them, no selection or ranking reads them.
+    fit_size: float = 0.0
     train_size: int | None = None
     augment: bool = False
 
@@ -113,7 +116,12 @@ class ChainConfig:
     @property
     def val_holdout(self) -> float | int:
         """`val_size` as the data loader reads it: a fraction below 1, a count when whole (1.5 stays invalid)."""
-        return int(self.val_size) if self.val_size >= 1 and self.val_size.is_integer() else self.val_size
+        return _holdout(self.val_size)
+
+    @property
+    def fit_holdout(self) -> float | int:
+        """`fit_size` as the data loader reads it, as `val_holdout` (0 = no fit hold-out)."""
+        return _holdout(self.fit_size)
 
     @property
     def archs(self) -> tuple[str, ...]:
@@ -151,6 +159,10 @@ class ChainConfig:
 
 _FIELD_HINTS: dict[str, Any] = {name: hint for name, hint in typing.get_type_hints(ChainConfig).items()
                                 if name != "params"}
+
+
+def _holdout(size: float) -> float | int:
+    return int(size) if size >= 1 and size.is_integer() else size
 
 
 def _method_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -194,12 +206,13 @@ def _validate(cfg: ChainConfig) -> None:
 
 
 def _validate_data(cfg: ChainConfig) -> None:
-    from trainables.data import available_datasets, check_val_size
+    from trainables.data import available_datasets, check_holdout_size
 
     names = available_datasets()
     _check(cfg.dataset in names, "dataset", f"expected one of {', '.join(names)}, got {cfg.dataset!r}")
     try:
-        check_val_size(cfg.val_holdout)
+        check_holdout_size("val_size", cfg.val_holdout)
+        check_holdout_size("fit_size", cfg.fit_holdout, optional=True)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if cfg.train_size is not None:
@@ -232,6 +245,10 @@ def _validate_method(cfg: ChainConfig) -> None:
     problem = cfg.method_class.check(cfg)
     if problem is not None:
         raise ConfigError(problem)
+    method = cfg.method_class
+    _check(cfg.fit_size > 0 or not method.fits_on_fit_split(cfg.params), "fit_size",
+           f"{method.title(cfg)} fits its weights on training images held out for it; expected a fraction in (0, 1) "
+           f"or a count >= 1, got {cfg.fit_size:g}")
     _check(cfg.kl_reduction in KL_REDUCTIONS, "kl_reduction",
            f"expected one of {', '.join(KL_REDUCTIONS)}, got {cfg.kl_reduction!r}")
 

@@ -6,6 +6,7 @@ store may hand a trained hop to any chain that plans the same key. The identity 
 - `arch`: the architecture, the width multiplier and the initialisation;
 - `data`: the dataset, the validation hold-out as a count of images (`val_size` 0.1 and the count it rounds to
   hold out the same images), `train_size` and `augment`;
+- `fit`: the fit hold-out as a count of images (`fit_size` 0.05 and its count are one hop), when there is one;
 - `recipe`: epochs, batch size, lr and its schedule, momentum, weight decay, and the precision the hop computes
   in, resolved on the device the chain runs on (`auto` is bf16 on CUDA and fp32 on CPU: an `auto` hop on CPU is
   an `fp32` hop, and a bf16 hop is never taken for an fp32 one). The device itself is not in it;
@@ -32,7 +33,8 @@ from trainables.device import resolve_device, resolve_precision
 # Bump when a change to the training code alters the weights a given hop produces, so that no stored hop trained
 # the old way is reused. 2: reference-parity plain CNNs (init, conv bias, DGKD's odd depths), kl_reduction, precision.
 # 3: keys hold the resolved precision and hold-out count, and leave out settings α = 0 makes irrelevant.
-TRAINING_CODE_VERSION = 3
+# 4: the learned ensemble fits its weights on the fit hold-out (`fit_size`), no longer on the validation split.
+TRAINING_CODE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,11 @@ def plan_chain(cfg: ChainConfig, device: torch.device | None = None) -> list[Hop
 
 def _chain_identity(cfg: ChainConfig, device: torch.device) -> dict[str, Any]:
     """The part of every hop's identity that the chain's settings give, each as the value training uses."""
+    fit = holdout_count(cfg.dataset, cfg.fit_holdout)
     return {
         "data": [cfg.dataset, holdout_count(cfg.dataset, cfg.val_holdout), cfg.train_size, cfg.augment],
+        # Only where there is one: a chain without a fit hold-out keeps the seeds it had before they existed.
+        **({"fit": fit} if fit else {}),
         "recipe": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_schedule, cfg.momentum, cfg.weight_decay,
                    resolve_precision(device, cfg.precision)],
         "seed": cfg.seed,

@@ -72,8 +72,9 @@ def fit_ensemble_weights(teacher_logits: Tensor, targets: Tensor, temperature: f
                          steps: int = 200) -> Tensor:
     """Stacking: softmax-parametrised weights over K teachers minimising the ensemble's NLL on held-out data.
 
-    Fitted on the validation split before the student trains, because weights trained jointly with the student
-    collapse onto whichever teacher the student already imitates.
+    Fitted before the student trains, because weights trained jointly with the student collapse onto whichever
+    teacher the student already imitates; on the fit hold-out (`ChainConfig.fit_size`), because the validation split
+    selects epochs and ranks configurations and every upper model trained on the training split.
     """
     logits = teacher_logits.detach().float()
     raw = torch.zeros(logits.shape[0], device=logits.device, requires_grad=True)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from . import cifar as _cifar  # noqa: F401  (registers cifar10/cifar100)
 from . import embedded as _embedded  # noqa: F401  (registers mnist5k/digits)
 from .batches import iterate_batches
-from .registry import available_datasets, check_val_size, holdout_count, load_dataset, train_images
+from .registry import (available_datasets, check_holdout_size, holdout_count, load_dataset, split_positions,
+                       train_images)
 from .splits import DataBundle, DataError, Split
 
 if TYPE_CHECKING:
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 
 def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:
     """The splits a chain trains, selects and reports on, as its config describes them."""
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_holdout, seed=cfg.seed,
-                        train_size=cfg.train_size, download=download)
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_holdout, fit_size=cfg.fit_holdout,
+                        seed=cfg.seed, train_size=cfg.train_size, download=download)
 
 
 __all__ = [
@@ -29,10 +30,11 @@ __all__ = [
     "DataError",
     "Split",
     "available_datasets",
-    "check_val_size",
+    "check_holdout_size",
     "holdout_count",
     "iterate_batches",
     "load_chain_data",
     "load_dataset",
+    "split_positions",
     "train_images",
 ]

@@ -94,44 +94,62 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_val_size(val_size: float | int) -> None:
-    """The one rule for a validation hold-out's size: a fraction in (0, 1), or a whole count >= 1."""
-    if _is_int(val_size):
-        if int(val_size) < 1:
-            raise DataError(f"val_size: a count must be >= 1, got {val_size}")
-    elif isinstance(val_size, numbers.Real) and not isinstance(val_size, bool):
-        if not 0.0 < float(val_size) < 1.0:
-            raise DataError(f"val_size: must be a fraction in (0, 1) or an integer count >= 1, got {val_size}")
+def check_holdout_size(name: str, size: float | int, *, optional: bool = False) -> None:
+    """The one rule for the size of a hold-out out of the training images (`val_size`, `fit_size`): a fraction in
+    (0, 1), or a whole count >= 1; 0 (none) too where the hold-out is `optional`."""
+    expected = "a fraction in (0, 1) or an integer count >= 1" + (", or 0 for none" if optional else "")
+    if optional and _is_number(size) and size == 0:
+        return
+    if _is_int(size):
+        if int(size) < 1:
+            raise DataError(f"{name}: a count must be >= 1{' (or 0 for none)' if optional else ''}, got {size}")
+    elif _is_number(size):
+        if not 0.0 < float(size) < 1.0:
+            raise DataError(f"{name}: must be {expected}, got {size}")
     else:
-        raise DataError(f"val_size: must be a fraction in (0, 1) or an integer count >= 1, got {val_size!r}")
+        raise DataError(f"{name}: must be {expected}, got {size!r}")
 
 
-def holdout_count(name: str, val_size: float | int) -> int:
-    """The validation images ``val_size`` holds out of dataset ``name``, without loading it: a fraction and the
-    count it rounds to are the same hold-out."""
-    return _val_count(val_size, train_images(name))
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def holdout_count(name: str, size: float | int) -> int:
+    """The images a hold-out of ``size`` (`val_size` or `fit_size`) takes out of dataset ``name``'s training images,
+    without loading it: a fraction and the count it rounds to are the same hold-out."""
+    return _holdout_count(size, train_images(name))
 
 
 def train_images(name: str) -> int:
-    """How many training images (before the hold-out) dataset ``name`` has, without loading it."""
+    """How many training images (before the hold-outs) dataset ``name`` has, without loading it."""
     _get_loader(name)
     return _TRAIN_IMAGES[name]
 
 
-def _val_count(val_size: float | int, n_train: int) -> int:
-    return int(val_size) if _is_int(val_size) else round(float(val_size) * n_train)
+def _holdout_count(size: float | int, n_train: int) -> int:
+    return int(size) if _is_int(size) else round(float(size) * n_train)
 
 
-def _resolve_val_count(val_size: float | int, n_train: int) -> int:
-    """Turn a fraction or a count into a hold-out size that leaves training images."""
-    check_val_size(val_size)
-    count = _val_count(val_size, n_train)
-    if count < 1:
-        raise DataError(f"val_size: {val_size} of {n_train} training images rounds to 0; use a larger value")
-    if count >= n_train:
-        raise DataError(f"val_size: {val_size} holds out {count} of {n_train} training images, "
-                        "leaving none to train on")
+def _resolve_holdout(name: str, size: float | int, n_train: int, *, optional: bool = False) -> int:
+    """Turn a fraction or a count into a hold-out size; a fraction that rounds to no image is refused."""
+    check_holdout_size(name, size, optional=optional)
+    count = _holdout_count(size, n_train)
+    if count < 1 and size != 0:
+        raise DataError(f"{name}: {size} of {n_train} training images rounds to 0; use a larger value")
     return count
+
+
+def _resolve_holdouts(val_size: float | int, fit_size: float | int, n_train: int) -> tuple[int, int]:
+    """The validation and fit hold-outs' sizes, which must leave training images."""
+    n_val = _resolve_holdout("val_size", val_size, n_train)
+    if n_val >= n_train:
+        raise DataError(f"val_size: {val_size} holds out {n_val} of {n_train} training images, "
+                        "leaving none to train on")
+    n_fit = _resolve_holdout("fit_size", fit_size, n_train, optional=True)
+    if n_val + n_fit >= n_train:
+        raise DataError(f"fit_size: {fit_size} holds out {n_fit} of {n_train} training images besides the {n_val} "
+                        "validation ones, leaving none to train on")
+    return n_val, n_fit
 
 
 def _check_train_size(train_size: int | None, available: int) -> int | None:
@@ -141,12 +159,13 @@ def _check_train_size(train_size: int | None, available: int) -> int | None:
         raise DataError(f"train_size: must be an integer >= 1 or None, got {train_size!r}")
     if int(train_size) > available:
         raise DataError(f"train_size: {train_size} exceeds the {available} training images left after the "
-                        "validation hold-out")
+                        "hold-outs")
     return int(train_size)
 
 
 def _derived_seed(seed: int, purpose: str) -> int:
-    """Independent stream per purpose, so the train subsample is not correlated with the val draw."""
+    """Independent stream per purpose, so neither the fit hold-out nor the train subsample is correlated with the
+    val draw."""
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # >> 1 keeps it a valid non-negative int64 seed
 
@@ -174,33 +193,55 @@ def _resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     return None if data_dir is None else Path(data_dir).expanduser()
 
 
+class SplitPositions(NamedTuple):
+    """Where each split's images sit among a dataset's training images (sorted int64 positions, disjoint)."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    fit: torch.Tensor
+
+
+def split_positions(labels: torch.Tensor, n_val: int, n_fit: int, seed: int, train_size: int | None
+                    ) -> SplitPositions:
+    """The validation hold-out (stratified, seeded by ``seed``), then the fit hold-out out of the rest (its own
+    stream, so the validation images do not depend on ``n_fit``), then the ``train_size`` subsample of what is left.
+    With ``n_fit`` = 0 the splits are those of a loader without a fit hold-out."""
+    keep, val = stratified_split(labels, n_val, seed)
+    rest, fit = stratified_split(labels[keep], n_fit, _derived_seed(seed, "fit_size"))
+    fit, keep = keep[fit], keep[rest]
+    n_train = _check_train_size(train_size, len(keep))
+    if n_train is not None and n_train < len(keep):
+        # The subsample is the "hold-out" of a further stratified split over the kept rows.
+        _, chosen = stratified_split(labels[keep], n_train, _derived_seed(seed, "train_size"))
+        keep = keep[chosen]
+    return SplitPositions(train=keep, val=val, fit=fit)
+
+
 def load_dataset(
     name: str,
     *,
     data_dir: str | None = None,
     val_size: float | int = 0.1,
+    fit_size: float | int = 0,
     seed: int = 0,
     train_size: int | None = None,
     download: bool = False,
 ) -> DataBundle:
-    """Load ``name`` and split it into train/val/test (val held out from train, stratified, seeded)."""
+    """Load ``name`` and split it into train/val/fit/test: val and fit are held out of train (each stratified and
+    seeded), fit is empty when ``fit_size`` is 0."""
     loader = _get_loader(name)
     if not _is_int(seed):
         raise DataError(f"seed: must be an integer, got {seed!r}")
     raw = _check_raw(name, loader(_resolve_data_dir(data_dir), bool(download)))
-    n_val = _resolve_val_count(val_size, len(raw.train_y))
-    keep, val_idx = stratified_split(raw.train_y, n_val, int(seed))
-    n_train = _check_train_size(train_size, len(keep))
-    if n_train is not None and n_train < len(keep):
-        # The subsample is the "hold-out" of a second stratified split over the kept rows.
-        _, chosen = stratified_split(raw.train_y[keep], n_train, _derived_seed(int(seed), "train_size"))
-        keep = keep[chosen]
-    train = _subset(raw.train_x, raw.train_y, keep)
+    n_val, n_fit = _resolve_holdouts(val_size, fit_size, len(raw.train_y))
+    positions = split_positions(raw.train_y, n_val, n_fit, int(seed), train_size)
+    train = _subset(raw.train_x, raw.train_y, positions.train)
     mean, std = channel_stats(train.x)
     return DataBundle(
         name=name,
         train=train,
-        val=_subset(raw.train_x, raw.train_y, val_idx),
+        val=_subset(raw.train_x, raw.train_y, positions.val),
+        fit=_subset(raw.train_x, raw.train_y, positions.fit),
         test=Split(x=raw.test_x, y=raw.test_y),
         num_classes=raw.num_classes,
         in_channels=int(raw.train_x.shape[1]),

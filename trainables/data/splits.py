@@ -39,11 +39,16 @@ class Split:
 
 @dataclass(frozen=True, eq=False)
 class DataBundle:
-    """Train/val/test splits plus the metadata models and batching need."""
+    """Train/val/fit/test splits plus the metadata models and batching need.
+
+    `val` selects every hop's best epoch and ranks configurations; `fit` (empty unless the chain sets `fit_size`)
+    is what a method fits its own weights on (the learned ensemble's stacking), so that no number read from
+    validation was fitted on it; no hop trains on either."""
 
     name: str
     train: Split
     val: Split
+    fit: Split
     test: Split
     num_classes: int
     in_channels: int
@@ -52,7 +57,8 @@ class DataBundle:
     std: tuple[float, ...]
 
     def to(self, device: torch.device | str) -> DataBundle:
-        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+        return replace(self, train=self.train.to(device), val=self.val.to(device), fit=self.fit.to(device),
+                       test=self.test.to(device))
 
 
 def _holdout_quotas(counts: torch.Tensor, n_holdout: int, gen: torch.Generator) -> torch.Tensor:

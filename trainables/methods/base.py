@@ -9,7 +9,7 @@ and the names of its loss terms (epochs columns `loss_<term>`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -73,13 +73,15 @@ class KDMethod(ABC):
 
     # --- training ----------------------------------------------------------------------------------------------
 
-    @property
-    def fits_on_validation(self) -> bool:
-        """Whether `fit` needs the teachers' outputs on the validation split (a forward pass each)."""
+    @classmethod
+    def fits_on_fit_split(cls, params: Mapping[str, Any]) -> bool:
+        """Whether a hop taught this way, with these settings of the method, calls `fit` before it trains: then the
+        chain needs a fit hold-out (`fit_size` > 0), and each teacher forwards it once."""
         return False
 
     def fit(self, teacher_logits: Tensor, targets: Tensor) -> None:
-        """Prepares on the validation split before the hop trains; most methods need nothing."""
+        """Prepares on the fit split (training images no hop trains on, and that neither select epochs nor rank
+        configurations) before the hop trains; most methods need nothing."""
 
     def active_teachers(self, generator: torch.Generator) -> list[int]:
         """Which teachers take part in the next mini-batch (all, except for stochastic methods)."""

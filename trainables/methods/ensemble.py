@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from torch import Tensor
 
@@ -13,8 +13,8 @@ from trainables.methods.params import KD_PARAMS, Param
 if TYPE_CHECKING:
     from trainables.config import ChainConfig
 
-WEIGHTING = Param("weighting", str, "mean", "how teachers are weighted: mean, learned (stacking on the validation "
-                  "split) or confidence (per sample, from each teacher's loss on the true label)",
+WEIGHTING = Param("weighting", str, "mean", "how teachers are weighted: mean, learned (stacking on the fit hold-out, "
+                  "see fit_size) or confidence (per sample, from each teacher's loss on the true label)",
                   choices=("mean", "learned", "confidence"), distillation_only=True)
 SPACE = Param("space", str, "prob", "average teachers' probabilities (prob) or logits (logit)",
               choices=("prob", "logit"), distillation_only=True)
@@ -33,9 +33,12 @@ class EnsembleKD(KDMethod):
         self.weighting, self.space = cfg.param("weighting"), cfg.param("space")
         self._weights = uniform_weights(num_teachers)
 
-    @property
-    def fits_on_validation(self) -> bool:
-        return self.weighting == "learned"
+    @classmethod
+    def fits_on_fit_split(cls, params: Mapping[str, Any]) -> bool:
+        # Stacking weights fitted on the validation split would favour `learned` on the very numbers that select
+        # its epochs and rank it against `mean`; fitted on the training split, on images every upper model trained
+        # on. So they are fitted on the fit hold-out, which neither trains nor selects.
+        return params.get("weighting") == "learned"
 
     def fit(self, teacher_logits: Tensor, targets: Tensor) -> None:
         self._weights = fit_ensemble_weights(teacher_logits, targets, self.cfg.param("temperature"), self.space)
