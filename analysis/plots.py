@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis.avalanche import TEACHER_KEY_CHARS
 from analysis.load import ordered_groups, successful
 from analysis.pareto import Direction, pareto_front
 from analysis.ranking import best_per_method, confirmation_summary
@@ -107,16 +108,50 @@ def _plot_positions(curve: pd.DataFrame, last_position: int) -> np.ndarray:
     return np.where(curve["role"].to_numpy() == "student", last_position, curve["hop"].to_numpy())
 
 
-def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path) -> Path:
-    """Line plot of teacher_error_carried (%) along the chain per method group, baselines dashed; saves a PNG."""
+CONTROL_COLOUR = GROUP_COLOURS["nokd"]
+# where the controls sit right of the students' column: clear of the dodged students, still in "student"
+_CONTROL_OFFSET = 0.3
+
+
+def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path, pairs: pd.DataFrame | None = None) -> Path:
+    """Line plot of teacher_error_carried (%) along the chain per method group, baselines dashed; saves a PNG.
+
+    With `pairs` (`analysis.avalanche.student_pairs`): the students' intervals as error bars, the nokd controls
+    beside them, and a second panel of the same-class share of every row with its interval.
+    """
+    with_pairs = pairs is not None and not pairs.empty
+    fig = Figure(figsize=(14, 5) if with_pairs else (10, 5))
+    FigureCanvasAgg(fig)
+    if with_pairs:
+        ax, share_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    else:
+        ax, share_ax = fig.add_subplot(), None
+    groups, last_position = _avalanche_curves(ax, summary_curve_df)
+    if with_pairs:
+        _student_intervals(ax, pairs, groups, last_position)
+        _same_class_panel(share_ax, pairs)
+    if groups:
+        # one entry per group plus a line-style key, outside the axes: inside it hides the lines it explains
+        handles, labels = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color="black", marker="o"), Line2D([], [], color="black", linestyle="--")]
+        labels += ["wrong where the teacher is wrong", "wrong where the teacher is right"]
+        if with_pairs:
+            handles.append(Line2D([], [], color=CONTROL_COLOUR, marker="D", linestyle=""))
+            labels.append("nokd control (same teacher), 95 % CI")
+        # right of the right-most panel: inside an axes it would hide what it explains
+        (share_ax or ax).legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(fig, path)
+
+
+def _avalanche_curves(ax: Axes, summary_curve_df: pd.DataFrame) -> tuple[list[str], int]:
+    """The teacher-error curves of `avalanche_plot`; returns the groups drawn, in order, and the students' x."""
     empty = summary_curve_df.empty
     max_tas = 0 if empty else int((summary_curve_df.groupby("group")["hop"].max() - 1).clip(lower=0).max())
     last_position = max_tas + 1
-    fig, ax = new_figure((10, 5))
     groups = [] if empty else ordered_groups(summary_curve_df["group"])
     for i, group in enumerate(groups):
         curve = summary_curve_df[summary_curve_df["group"] == group].sort_values("hop")
-        x = _plot_positions(curve, last_position) + (i - (len(groups) - 1) / 2) * DODGE
+        x = _plot_positions(curve, last_position) + _dodge(i, len(groups))
         colour = group_colour(group)  # the same colour as in the Pareto and method figures
         ax.plot(x, 100 * curve["teacher_error_carried"], marker="o", color=colour, label=group)
         ax.plot(x, 100 * curve["baseline"], marker=".", linestyle="--", color=colour)
@@ -129,13 +164,56 @@ def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path) -> Path:
     ax.set_ylim(-3, 103)
     ax.set_title(AVALANCHE_TITLE, fontsize=10)
     ax.grid(alpha=0.3)
-    if groups:
-        # one entry per group plus a line-style key, outside the axes: inside it hides the lines it explains
-        handles, labels = ax.get_legend_handles_labels()
-        handles += [Line2D([], [], color="black", marker="o"), Line2D([], [], color="black", linestyle="--")]
-        labels += ["wrong where the teacher is wrong", "wrong where the teacher is right"]
-        ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, path)
+    return groups, last_position
+
+
+def _dodge(i: int, count: int) -> float:
+    return (i - (count - 1) / 2) * DODGE
+
+
+def _interval_errors(rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values, 2×n error bar lengths) in %, an interval that misses its value (percentile bootstrap) clipped."""
+    values = 100 * rows[metric].to_numpy(float)
+    low, high = 100 * rows[f"{metric}_low"].to_numpy(float), 100 * rows[f"{metric}_high"].to_numpy(float)
+    return values, np.clip(np.stack([values - low, high - values]), 0, None)
+
+
+def _student_intervals(ax: Axes, pairs: pd.DataFrame, groups: list[str], last_position: int) -> None:
+    """Error bars on each group's student point, and the controls beside the students (dodged by teacher)."""
+    control = pairs["is_control"].astype(bool)
+    for i, group in enumerate(groups):
+        rows = pairs[~control & (pairs["group"] == group)]
+        for metric, marker in (("teacher_error_carried", "o"), ("baseline", ".")):
+            values, errors = _interval_errors(rows, metric)
+            ax.errorbar(np.full(len(rows), last_position + _dodge(i, len(groups))), values, yerr=errors,
+                        fmt="none", ecolor=group_colour(group), capsize=3, elinewidth=1.0)
+    controls = pairs[control]
+    x = last_position + _CONTROL_OFFSET + DODGE * np.arange(len(controls))
+    for metric, face in (("teacher_error_carried", CONTROL_COLOUR), ("baseline", "white")):
+        values, errors = _interval_errors(controls, metric)
+        ax.errorbar(x, values, yerr=errors, fmt="D", color=CONTROL_COLOUR, markerfacecolor=face, capsize=3,
+                    elinewidth=1.0, markersize=5)
+
+
+def _same_class_panel(ax: Axes, pairs: pd.DataFrame) -> None:
+    """Same-class share of every row with its interval, top to bottom in table order; controls shaded across."""
+    control = pairs["is_control"].astype(bool).to_numpy()
+    values, errors = _interval_errors(pairs, "same_class_share")
+    y = np.arange(len(pairs))[::-1]
+    teachers = pairs["teacher_key"].nunique(dropna=False)
+    for k in range(len(pairs)):
+        colour = CONTROL_COLOUR if control[k] else group_colour(pairs["group"].iat[k])
+        ax.errorbar(values[k], y[k], xerr=errors[:, k:k + 1], fmt="D" if control[k] else "o", color=colour,
+                    capsize=3, elinewidth=1.2)
+        if control[k] and control.sum() == 1:  # the only control: every row reads against this band
+            ax.axvspan(values[k] - errors[0, k], values[k] + errors[1, k], color=CONTROL_COLOUR, alpha=0.15)
+    labels = [f"{g} (control)" if c else g for g, c in zip(pairs["group"], control)]
+    if teachers > 1:
+        labels = [f"{label} · {str(key)[:TEACHER_KEY_CHARS]}" for label, key in zip(labels, pairs["teacher_key"])]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("same-class share of the student's errors (%)")
+    ax.set_title("Student errors in the teacher's exact wrong class, 95 % CI", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 def group_colour(group: str) -> str:

@@ -12,13 +12,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import pandas as pd
-
 from analysis import schema
-from analysis.avalanche import run_summary, teacher_student_rows
+from analysis.avalanche_report import avalanche_section
 from analysis.load import Run, load_run, successful
 from analysis.pareto import DEFAULT_FRONTS, pareto_front
-from analysis.plots import avalanche_plot, method_comparison_plot, pareto_plot
+from analysis.plots import method_comparison_plot, pareto_plot
 from analysis.ranking import best_config, best_per_method, confirmation_summary, rank_configurations
 from analysis.storage import Location, write_bytes
 from analysis.tables import Column, fmt_code, fmt_float, fmt_int, fmt_pct, fmt_sci, markdown_table
@@ -156,51 +154,3 @@ def _write_figures(run: Run, out: Path) -> None:
         pareto_plot(run.trials, x, y, x_dir, y_dir, out / name)
     method_comparison_plot(run.trials, run.confirm, out / "methods.png")
 
-
-def _share(value: float) -> str:
-    return fmt_pct(value, 1)
-
-
-# teacher_student_rows column → (header, formatter) of the report table; every column from TAs on is numeric
-STUDENT_PAIR_COLUMNS: dict[str, Column] = {
-    "group": ("group", str),
-    "trial_id": ("trial", fmt_code),
-    "num_tas": ("TAs", fmt_int),
-    "student_val_acc": ("student val acc", fmt_pct),
-    "error_rate": ("student error", _share),
-    "teacher_error_carried": ("P(s wrong | t wrong)", _share),
-    "baseline": ("P(s wrong | t right)", _share),
-    "lift": ("lift", fmt_float),
-    "same_class_share": ("same-class share", _share),
-}
-
-
-def student_pair_markdown(pairs: pd.DataFrame) -> str:
-    """The markdown table of `teacher_student_rows`, numbers right-aligned."""
-    with_tas = pairs.assign(num_tas=(pairs["num_hops"].astype(int) - 2).clip(lower=0))
-    return markdown_table(with_tas, STUDENT_PAIR_COLUMNS, right=list(STUDENT_PAIR_COLUMNS)[2:])
-
-
-AVALANCHE_INTRO = """\
-Each row is the best successful trial (by student validation accuracy) of a method group, comparing its
-student with its teacher on the test split. *P(s wrong | t wrong)* is the share of the teacher's errors the
-student repeats (inheritance); *P(s wrong | t right)* is the student's error rate where the teacher is right
-(the baseline); *lift* is their ratio (1 = the student's errors are independent of the teacher's). Some lift is
-expected from hard images alone; *same-class share* — the share of the student's errors where it predicts the
-teacher's exact wrong class — is the more direct sign of inherited knowledge. A TAKD avalanche shows as higher
-inheritance and same-class share than DGKD or ensembles at a similar student error. Chains without a teacher
-(nokd) are left out."""
-
-
-def avalanche_section(run: Run, out: Path) -> Section | None:
-    """("Error avalanche", markdown) for the run's report, writing `out/avalanche.png` on the way.
-
-    None when the run has no predictions (or no trial with a teacher), so the report skips the section.
-    """
-    summary = run_summary(run)
-    if summary.empty:
-        return None
-    avalanche_plot(summary, Path(out) / "avalanche.png")
-    body = "\n\n".join([AVALANCHE_INTRO, student_pair_markdown(teacher_student_rows(summary)),
-                        "![Error avalanche](avalanche.png)"])
-    return "Error avalanche", body
