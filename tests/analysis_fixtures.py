@@ -67,7 +67,8 @@ def _config(i: int, rng: random.Random) -> ChainConfig:
     method, params, tas = _CHAINS[i % len(_CHAINS)]
     if method != "nokd":
         params = {**params, "temperature": rng.choice([2.0, 4.0, 8.0]), "alpha": round(rng.uniform(0.1, 0.9), 2)}
-    return ChainConfig(method=method, params=params, ta_depths=tuple(tas), epochs=_EPOCHS, seed=i)
+    # every trial holds out the learned ensemble's fit split, as in a study that can draw one
+    return ChainConfig(method=method, params=params, ta_depths=tuple(tas), epochs=_EPOCHS, seed=i, fit_size=0.05)
 
 
 def _depths(cfg: ChainConfig) -> list[int]:
@@ -84,8 +85,11 @@ def _trial_row(trial_id: str, cfg: ChainConfig, rng: random.Random, failed: bool
         "student_val_acc": round(val, 4),
         "student_test_acc": round(val + rng.uniform(-0.02, 0.01), 4),
         "train_flops": train_flops,
-        "spent_flops": train_flops - (_hop_train_flops(10) if rng.random() < 0.5 and len(depths) > 1 else 0),
-        "spent_seconds": train_flops / 2e11 * rng.uniform(0.8, 1.2),
+        "reference_flops": sum(_hop_reference_flops(depths, index) for index in range(len(depths))),
+        "train_seconds": train_flops / 2e11,
+        "spent_flops": train_flops - (reused := _hop_train_flops(10) if rng.random() < 0.5 and len(depths) > 1 else 0),
+        "spent_seconds": (train_flops - reused) / 2e11,
+        "wait_seconds": rng.uniform(0.0, 2.0) * (reused > 0),
         "student_params": 20_000,
         "student_flops": 1_000_000,
         "ensemble_weights": [1 / (len(depths) - 1)] * (len(depths) - 1) if cfg.method == "ensemble" else None,
@@ -95,6 +99,11 @@ def _trial_row(trial_id: str, cfg: ChainConfig, rng: random.Random, failed: bool
 
 def _hop_train_flops(depth: int) -> int:
     return 3 * depth * 500_000 * _SAMPLES * _EPOCHS
+
+
+def _hop_reference_flops(depths: list[int], index: int) -> int:
+    """Its training, plus every model above it forwarded on every image of every epoch (a third of its training)."""
+    return _hop_train_flops(depths[index]) + sum(_hop_train_flops(d) // 3 for d in depths[:index])
 
 
 def _hop_rows(trial_id: str, cfg: ChainConfig, trial: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
@@ -109,8 +118,9 @@ def _hop_rows(trial_id: str, cfg: ChainConfig, trial: dict[str, Any], rng: rando
             "teachers": list(range(index)), "best_epoch": _EPOCHS - 1, "val_acc": val,
             "test_acc": trial["student_test_acc"] if is_student else val - 0.01,
             "params": 10_000 * depth, "flops": 500_000 * depth, "train_flops": _hop_train_flops(depth),
+            "reference_flops": _hop_reference_flops(depths, index),
             "train_seconds": _hop_train_flops(depth) / 2e11, "spent_flops": _hop_train_flops(depth),
-            "spent_seconds": _hop_train_flops(depth) / 2e11 * rng.uniform(0.8, 1.2),
+            "spent_seconds": _hop_train_flops(depth) / 2e11, "wait_seconds": rng.uniform(0.0, 0.1),
             "upper_forward_samples": index * _SAMPLES * _EPOCHS, "kl_terms": index, "reused": False,
             "ensemble_weights": None,
         })
@@ -142,7 +152,8 @@ def _confirm_rows(trials: list[tuple[dict[str, Any], ChainConfig]], rng: random.
                 row = rows.trial_row(f"{source['trial_id']}-s{seeded.seed}", seeded, schema.ERROR,
                                      error="RuntimeError: NaN loss")
             else:
-                summary = {name: source[name] for name in ("train_flops", "spent_flops", "spent_seconds",
+                summary = {name: source[name] for name in ("train_flops", "reference_flops", "train_seconds",
+                                                           "spent_flops", "spent_seconds", "wait_seconds",
                                                            "student_params", "student_flops")}
                 summary["student_val_acc"] = round(source["student_val_acc"] + rng.uniform(-0.01, 0.01), 4)
                 summary["student_test_acc"] = round(source["student_test_acc"] + rng.uniform(-0.01, 0.01), 4)
