@@ -16,9 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.avalanche import TEACHER_KEY_CHARS
-from analysis.load import ordered_groups, successful
+from analysis.load import is_missing, ordered_groups, successful
 from analysis.pareto import Direction, pareto_front
-from analysis.ranking import best_per_method, confirmation_summary
+from analysis.paired import confirmed_per_group
+from analysis.ranking import best_per_method
 
 DPI = 120
 
@@ -69,32 +70,62 @@ def pareto_plot(trials: pd.DataFrame, x: str, y: str, x_dir: Direction, y_dir: D
 
 
 def method_comparison_plot(trials: pd.DataFrame, confirm: pd.DataFrame | None, path: str | Path) -> Path:
-    """Per method group: the best trial's val and test accuracy, and the seed-confirmed mean test ± 95 % CI."""
+    """Per method group: the best trial's val and test accuracy (one seed) and, where the group is confirmed, its
+    confirmed configuration's mean test accuracy over the new seeds with a 95 % CI (`analysis.paired`'s rule).
+
+    Each bar names its configuration inside it, as the confirmed configuration of a group need not be its best
+    trial's. A configuration confirmed on a single seed has no interval: it is drawn as a hollow point, not a bar.
+    """
     best = best_per_method(trials)
-    confirmed = _confirmed_per_group(confirm)
-    has_confirm = not confirmed.empty
+    confirmed = confirmed_per_group(confirm).set_index("group").reindex(best["group"])
+    has_confirm = confirmed["source_trial_id"].notna().any()
     fig, ax = new_figure((max(7.0, 1.3 * len(best) + 3), 5.0))
     positions = np.arange(len(best))
-    width = 0.8 / (3 if has_confirm else 2)
-    bars = [("best trial: validation", 100 * best["student_val_acc"].to_numpy(float), "#4c72b0", None),
-            ("best trial: test", 100 * best["student_test_acc"].to_numpy(float), "#dd8452", None)]
+    bars = 3 if has_confirm else 2
+    width = 0.8 / bars
+    offsets = [(i - (bars - 1) / 2) * width for i in range(bars)]
+    val, test = 100 * best["student_val_acc"].to_numpy(float), 100 * best["student_test_acc"].to_numpy(float)
+    handles = [ax.bar(positions + offsets[0], val, width, label="best trial: validation (1 seed)", color="#4c72b0"),
+               ax.bar(positions + offsets[1], test, width, label="best trial: test (1 seed)", color="#dd8452")]
+    heights, errors = [val, test], [None, None]
     if has_confirm:
-        rows = confirmed.reindex(best["group"])
-        bars.append(("re-seeded: mean test ± 95 % CI", 100 * rows["test_acc_mean"].to_numpy(float), "#55a868",
-                     100 * rows["test_acc_ci95"].fillna(0).to_numpy(float)))
-    for i, (label, heights, colour, errors) in enumerate(bars):
-        offset = (i - (len(bars) - 1) / 2) * width
-        ax.bar(positions + offset, heights, width, label=label, color=colour, yerr=errors, capsize=4,
-               error_kw={"elinewidth": 1.2})
-    _zoom_to_bars(ax, [b[1] for b in bars], [b[3] for b in bars])
+        mean = 100 * confirmed["test_acc_mean"].to_numpy(float)
+        half = 100 * confirmed["test_acc_ci95"].to_numpy(float)  # NaN below 2 seeds
+        with_ci = np.isfinite(half)
+        if with_ci.any():
+            handles.append(ax.bar(positions[with_ci] + offsets[2], mean[with_ci], width, yerr=half[with_ci],
+                                  capsize=4, error_kw={"elinewidth": 1.2}, color="#55a868",
+                                  label="confirmed: mean test, 95 % CI (≥ 2 seeds)"))
+        single = ~with_ci & np.isfinite(mean)
+        if single.any():
+            handles.append(ax.scatter(positions[single] + offsets[2], mean[single], s=60, marker="o",
+                                      facecolors="none", edgecolors="#55a868", linewidths=2, zorder=3,
+                                      label="confirmed: test on 1 seed (no interval)"))
+        heights.append(mean)
+        errors.append(np.where(with_ci, half, 0))
+    _zoom_to_bars(ax, heights, errors)
+    _name_bars(ax, positions + offsets[0], best["config_label"].tolist())
+    if has_confirm:
+        named = [None if is_missing(label) else f"{label} ({int(n)} seed{'s' * (n != 1)})"
+                 for label, n in zip(confirmed["config_label"], confirmed["n_seeds"])]
+        _name_bars(ax, positions + offsets[2], named)
     # "ensemble-confidence" is wider than a bar group: break it at the dash.
     ax.set_xticks(positions, [g.replace("-", "\n") for g in best["group"]])
     ax.set_ylabel("student accuracy (%)")
-    ax.set_title("Best configuration per method group" + (" and its seed confirmation" if has_confirm else ""),
+    ax.set_title("Best configuration per method group" + (" and its confirmed configuration" if has_confirm else ""),
                  fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     return save_figure(fig, path)
+
+
+def _name_bars(ax: Axes, x: np.ndarray, labels: list[str | None]) -> None:
+    """Each label upright at the foot of its bar (x in data, y in axes units: the foot stays in view whatever the
+    zoom); the best trial's label sits on its validation bar and covers the test bar beside it."""
+    for position, label in zip(x, labels):
+        if label:
+            ax.text(position, 0.02, label, transform=ax.get_xaxis_transform(), rotation=90, ha="center",
+                    va="bottom", fontsize=6.5, color="black", clip_on=True)
 
 
 AVALANCHE_TITLE = "Error avalanche: share of the teacher's test errors repeated down the chain"
@@ -281,14 +312,6 @@ def _pareto_legends(fig: Figure, ok: pd.DataFrame) -> None:
                              markeredgecolor="black", color="black", label="Pareto front"))
     fig.legend(handles=ta_handles, title="teacher assistants", loc="lower left", bbox_to_anchor=(0.91, 0.11),
                fontsize=9, title_fontsize=9, frameon=False, alignment="left")
-
-
-def _confirmed_per_group(confirm: pd.DataFrame | None) -> pd.DataFrame:
-    """One confirmed configuration per group: the best by mean *validation* accuracy (no test-set selection)."""
-    summary = confirmation_summary(confirm)
-    if summary.empty:
-        return summary
-    return summary.drop_duplicates("group", keep="first").set_index("group")
 
 
 def _zoom_to_bars(ax: Axes, heights: list[np.ndarray], errors: list[np.ndarray | None]) -> None:

@@ -19,13 +19,9 @@ from analysis.schema import config_columns
 
 RANK_COLUMNS: list[str] = [
     "config_label", "method", "group", "ta_depths", "num_tas", "student_val_acc", "student_test_acc", "train_flops",
-    "spent_seconds", "student_params", "trial_id",
+    "reference_flops", "train_seconds", "student_params", "trial_id",
 ]
 RANK_ORDER = (["student_val_acc", "train_flops", "trial_id"], [False, True, True])
-
-# Two-sided 95 % Student t quantiles by degrees of freedom, for when scipy is not importable.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 
 
 def ranked(trials: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +77,8 @@ def python_value(value: Any) -> Any:
 
 
 def confirmation_summary(confirm: pd.DataFrame | None) -> pd.DataFrame:
-    """Per confirmed configuration: seeds that finished, mean ± std of test accuracy, 95 % CI half-width."""
+    """Per confirmed configuration: seeds that finished, mean ± std of test accuracy, 95 % CI half-width; best
+    mean validation accuracy first, ties to the source trial id."""
     columns = ["source_trial_id", "config_label", "group", "n_seeds", "test_acc_mean", "test_acc_std",
                "test_acc_ci95", "val_acc_mean"]
     if confirm is None or confirm.empty:
@@ -89,17 +86,14 @@ def confirmation_summary(confirm: pd.DataFrame | None) -> pd.DataFrame:
     ok = successful(confirm)
     rows = [_confirmation_row(source, seeds) for source, seeds in ok.groupby("source_trial_id", sort=False)]
     summary = pd.DataFrame(rows, columns=columns)
-    return summary.sort_values("val_acc_mean", ascending=False, kind="mergesort").reset_index(drop=True)
+    return summary.sort_values(["val_acc_mean", "source_trial_id"], ascending=[False, True], kind="mergesort",
+                               na_position="last").reset_index(drop=True)
 
 
 def t_quantile_975(dof: int) -> float:
     """The 97.5 % quantile of Student's t with `dof` degrees of freedom (two-sided 95 % interval)."""
-    try:
-        from scipy.stats import t
-    except ImportError:
-        # The nearest tabulated dof at or below keeps the interval conservative.
-        keys = [k for k in sorted(_T975) if k <= dof]
-        return _T975[keys[-1]] if dof <= 120 else 1.960
+    from scipy.stats import t  # here: importing scipy.stats takes a second, which every importer would pay
+
     return float(t.ppf(0.975, dof))
 
 

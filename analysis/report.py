@@ -14,12 +14,15 @@ from pathlib import Path
 
 from analysis import schema
 from analysis.avalanche_report import avalanche_section
-from analysis.load import Run, load_run, successful
+from analysis.load import Run, is_missing, load_run, ordered_groups, successful
+from analysis.paired import confirmed_per_group, difference_sentence, paired_differences
 from analysis.pareto import DEFAULT_FRONTS, pareto_front
 from analysis.plots import method_comparison_plot, pareto_plot
 from analysis.ranking import best_config, best_per_method, confirmation_summary, rank_configurations
+from analysis.seed_paper import SOURCE as SEED_SOURCE
+from analysis.seed_paper import seed_comparison
 from analysis.storage import Location, write_bytes
-from analysis.tables import Column, fmt_code, fmt_float, fmt_int, fmt_pct, fmt_sci, markdown_table
+from analysis.tables import MISSING, Column, fmt_code, fmt_float, fmt_int, fmt_pct, fmt_sci, markdown_table
 
 Section = tuple[str, str]
 
@@ -62,6 +65,8 @@ def build_sections(run: Run, out: Path) -> list[Section]:
         front_section(run),
         methods_section(run),
         confirmation_section(run),
+        differences_section(run, out),
+        seed_paper_section(run),
         avalanche_section(run, out),
         status_section(run),
         figures_section(),
@@ -102,10 +107,15 @@ def front_section(run: Run) -> Section:
 
 
 def methods_section(run: Run) -> Section:
-    columns = trial_columns("group", "config_label", "student_val_acc", "student_test_acc", "train_flops",
-                            "trial_id", headers={"config_label": "best configuration"})
-    table = markdown_table(best_per_method(run.trials), columns)
-    return "Method comparison", f"Best trial per method group, selected on validation accuracy.\n\n{table}"
+    best = best_per_method(run.trials)
+    best = best.assign(finished_trials=best["group"].map(successful(run.trials)["group"].value_counts()))
+    columns = {**trial_columns("group"), "finished_trials": ("finished trials", fmt_int),
+               **trial_columns("config_label", "student_val_acc", "student_test_acc", "train_flops", "trial_id",
+                               headers={"config_label": "best configuration"})}
+    intro = ("Best trial per method group, selected on validation accuracy, one seed each. A group's best is the "
+             "maximum over its finished trials, so a group with more trials had more draws: read it with their "
+             "number, and with the paired differences of a `kdstudy confirm RUN --per-group` where there are some.")
+    return "Method comparison", f"{intro}\n\n{markdown_table(best, columns)}"
 
 
 def confirmation_section(run: Run) -> Section | None:
@@ -122,8 +132,75 @@ def confirmation_section(run: Run) -> Section | None:
         "val_acc_mean": ("mean val acc", fmt_pct),
         "source_trial_id": ("source trial", fmt_code),
     })
-    note = "Each configuration retrained with new seeds; the CI is Student-t over the seeds that finished."
+    note = ("Each configuration retrained with new seeds, the same ones for every configuration; the CI is "
+            "Student-t over the seeds that finished (none below 2 seeds).")
     return "Seed confirmation", f"{note}\n\n{table}"
+
+
+DIFFERENCES_INTRO = """\
+Each method group is represented by its confirmed configuration (of the group's confirmed configurations, the one
+with the best mean validation accuracy) and compared with takd and with the best group (by that mean validation
+accuracy). Every configuration is retrained on the same new seeds, and a seed fixes the split and the teacher, so
+each difference `a − b` of test accuracy, in points, is taken per seed over the seeds both finished (paired), with a
+two-sided 95 % Student-t interval. The p-values are in `differences.csv`."""
+
+CONFIRM_EACH_GROUP = "kdstudy confirm RUN --per-group --seeds 5"
+
+
+def differences_section(run: Run, out: Path) -> Section | None:
+    """("Paired differences between method groups", …), writing `out/differences.csv` on the way; None when the
+    run has no confirmation."""
+    confirmed = confirmed_per_group(run.confirm)
+    if confirmed.empty:
+        return None
+    differences = paired_differences(run.confirm)
+    differences.to_csv(out / "differences.csv", index=False)
+    parts = [DIFFERENCES_INTRO]
+    if differences.empty:
+        parts.append(f"Only one method group is confirmed: nothing to compare yet (`{CONFIRM_EACH_GROUP}` "
+                     "confirms the best configuration of each).")
+    else:
+        parts.append("\n".join(f"- {difference_sentence(row)}" for row in differences.to_dict("records")))
+    missing = [g for g in ordered_groups(successful(run.trials)["group"]) if g not in set(confirmed["group"])]
+    if missing:
+        parts.append(f"Not confirmed, so in no difference: {', '.join(missing)} (`{CONFIRM_EACH_GROUP}`).")
+    parts.append(markdown_table(confirmed, {"group": ("group", str),
+                                            "config_label": ("confirmed configuration", str),
+                                            "n_seeds": ("seeds", fmt_int),
+                                            "val_acc_mean": ("mean val acc", fmt_pct),
+                                            "source_trial_id": ("source trial", fmt_code)}))
+    return "Paired differences between method groups", "\n\n".join(parts)
+
+
+def seed_paper_section(run: Run) -> Section | None:
+    """The seed paper's published accuracies beside the confirmed ones; None unless the study repeats its setup."""
+    table = seed_comparison(run.trials, run.confirm)
+    if table is None:
+        return None
+    not_confirmed = f"not confirmed yet: run {CONFIRM_EACH_GROUP}"
+    shown = table.assign(
+        config_label=table["config_label"].fillna(not_confirmed),
+        interval=[_interval(low, high, n) for low, high, n in zip(table["ci_low"], table["ci_high"],
+                                                                   table["n_seeds"])])
+    body = markdown_table(shown, {"method": ("method", str),
+                                  "published": ("published test acc", lambda v: f"≈ {100 * v:.0f} %"),
+                                  "group": ("group", str),
+                                  "config_label": ("confirmed configuration", str),
+                                  "n_seeds": ("seeds", fmt_int),
+                                  "test_acc_mean": ("mean test acc", fmt_pct),
+                                  "interval": ("95 % CI", str)})
+    intro = (f"Published student test accuracies, plain CNN 10 layers → 2 layers on CIFAR-100 ({SEED_SOURCE}), "
+             "beside this study's confirmed configuration of each group (mean over the confirmation seeds). The "
+             "reference code picks checkpoints on the test set; this study picks them on a validation split.")
+    return "The seed paper's table beside ours", f"{intro}\n\n{body}"
+
+
+def _interval(low: float, high: float, n_seeds: object) -> str:
+    if is_missing(n_seeds):
+        return MISSING
+    if is_missing(low):
+        return f"no interval ({int(n_seeds)} seed)"
+    return f"[{fmt_pct(low)}, {fmt_pct(high)}]"
 
 
 def status_section(run: Run) -> Section:

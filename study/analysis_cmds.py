@@ -9,6 +9,8 @@ from study.errors import UsageError
 from study.run_cmd import recorded_runtime
 from study.spec import check_runtime
 
+DEFAULT_TOP = 3
+
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="write <run>/report/: Pareto fronts, method comparison, summary")
@@ -17,7 +19,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     confirm = subparsers.add_parser("confirm", help="re-train the top configurations with new seeds (through Ray)")
     confirm.add_argument("run", help="the study: <storage>/<name>, a local folder or a URI such as s3://b/studies/x")
-    confirm.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
+    # no default here: --top and --per-group exclude each other, so a given --top must be told from the default
+    confirm.add_argument("--top", type=int, help=f"how many of the best configurations (default {DEFAULT_TOP})")
+    confirm.add_argument("--per-group", dest="per_group", action="store_true",
+                         help="the best configuration of each method group, all on the same new seeds (paired)")
     confirm.add_argument("--seeds", type=int, default=3, help="new seeds per configuration (default 3)")
     # no defaults here: a confirmation runs like its study (confirm_runtime)
     confirm.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float, help="default: the study's")
@@ -53,15 +58,18 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_confirm(args: argparse.Namespace) -> int:
-    for name in ("top", "seeds"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"{name}: expected >= 1, got {getattr(args, name)}")
+    if args.per_group and args.top is not None:
+        raise UsageError(f"top: --top and --per-group exclude each other, got --top {args.top} and --per-group")
+    top = DEFAULT_TOP if args.top is None and not args.per_group else args.top
+    for name, value in (("top", top), ("seeds", args.seeds)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name}: expected >= 1, got {value}")
     run = check_run(args.run)
     runtime = confirm_runtime(args, run)
     from study import cluster  # imports Ray
     from study.confirm import planned_jobs, run_confirmation
 
-    jobs = planned_jobs(run, args.top, args.seeds)  # bad runs fail here, before Ray starts
+    jobs = planned_jobs(run, top, args.seeds, args.per_group)  # bad runs fail here, before Ray starts
     cluster.check_resources(runtime["cpus_per_trial"], runtime["gpus_per_trial"], args.address)
     print(f"resources: {runtime['cpus_per_trial']:g} CPU and {runtime['gpus_per_trial']:g} GPU per trial, "
           f"at most {runtime['max_concurrent']} trials at a time", flush=True)

@@ -1,5 +1,5 @@
-"""Seed confirmation: the top configurations of a study trained again with new seeds, through Ray, so that a
-ranking is read against seed noise (seeds are noise here, never a hyperparameter).
+"""Seed confirmation: the top configurations of a study, or the best of each method group, trained again with new
+seeds through Ray, so that a ranking is read against seed noise (seeds are noise here, never a hyperparameter).
 
 Each confirmation trial writes its own `confirm` row; hops come from (and go to) the study's model store.
 Running it again with more seeds trains only the (configuration, seed) pairs that have no row yet.
@@ -16,7 +16,7 @@ import pandas as pd
 from ray import tune
 
 from analysis import schema
-from analysis.load import read_table
+from analysis.load import read_table, sort_by_group
 from analysis.ranking import chain_settings, ranked
 from analysis.storage import locate
 from study import cluster
@@ -38,26 +38,38 @@ class ConfirmOutcome:
     errors: list[str]
 
 
-def confirmation_jobs(trials: pd.DataFrame, top: int, seeds: int, done: set[tuple[str, int]] = frozenset()
-                      ) -> list[dict[str, Any]]:
-    """The `top` best distinct configurations (by validation accuracy, never test), each with `seeds` seeds
-    that the study did not use; pairs in `done` (source trial, seed) are left out."""
+def confirmation_jobs(trials: pd.DataFrame, top: int | None, seeds: int, done: set[tuple[str, int]] = frozenset(),
+                      per_group: bool = False) -> list[dict[str, Any]]:
+    """Jobs that train each chosen configuration (see `chosen_sources`) with `seeds` seeds the study did not use;
+    pairs in `done` (source trial, seed) are left out.
+
+    Every configuration gets the same seeds: the seed draws the validation split and the teacher, so the
+    configurations confirmed together form a paired design (`analysis.paired`).
+    """
+    sources = chosen_sources(trials, top, per_group)
+    first_new_seed = int(trials["seed"].max()) + 1
+    jobs = []
+    for source in sources:
+        for seed in range(first_new_seed, first_new_seed + seeds):
+            if (source["trial_id"], seed) not in done:
+                jobs.append({"source_trial_id": source["trial_id"], "chain": {**source["chain"], "seed": seed}})
+    return jobs
+
+
+def chosen_sources(trials: pd.DataFrame, top: int | None, per_group: bool) -> list[dict[str, Any]]:
+    """The configurations to confirm, ranked by validation accuracy (never test): the best trial of each method
+    group (`per_group`, in report group order), or else the `top` best distinct configurations."""
     best = ranked(trials)
     if best.empty:
         raise UsageError("run: no successful trial to confirm")
+    if per_group:
+        best = sort_by_group(best.drop_duplicates("group", keep="first"))
     chosen: dict[str, dict[str, Any]] = {}
     for _, row in best.iterrows():
         chain = chain_settings(row)
         identity = repr(sorted((c, v) for c, v in chain.items() if c not in NOT_IDENTITY))
         chosen.setdefault(identity, {"trial_id": row["trial_id"], "chain": chain})
-    first_new_seed = int(trials["seed"].max()) + 1
-    jobs = []
-    for row in list(chosen.values())[:top]:
-        chain = row["chain"]
-        for seed in range(first_new_seed, first_new_seed + seeds):
-            if (row["trial_id"], seed) not in done:
-                jobs.append({"source_trial_id": row["trial_id"], "chain": {**chain, "seed": seed}})
-    return jobs
+    return list(chosen.values()) if per_group else list(chosen.values())[:top]
 
 
 def _done(confirm: pd.DataFrame | None) -> set[tuple[str, int]]:
@@ -66,10 +78,10 @@ def _done(confirm: pd.DataFrame | None) -> set[tuple[str, int]]:
     return {(r.source_trial_id, int(r.seed)) for r in confirm.itertuples() if r.status != schema.ERROR}
 
 
-def planned_jobs(run_uri: str, top: int, seeds: int) -> list[dict[str, Any]]:
+def planned_jobs(run_uri: str, top: int | None, seeds: int, per_group: bool = False) -> list[dict[str, Any]]:
     results = locate(run_uri) / "results"  # the two tables it needs, not the study's large predictions
     return confirmation_jobs(read_table(results, "trials"), top, seeds,
-                             _done(read_table(results, "confirm", optional=True)))
+                             _done(read_table(results, "confirm", optional=True)), per_group)
 
 
 def confirm_trainable(config: dict[str, Any], context: TrialContext) -> None:

@@ -44,16 +44,28 @@ def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path
     assert all(r["config_label"] == best["config_label"] and r["ta_depths"] == best["ta_depths"] for r in rows)
     assert "test_acc_ci95" in out
 
-    # running it again with more seeds trains only the new seed and keeps one row per (configuration, seed)
+    # --per-group: the best of every other group on seed 1 too; the best's own seeds are not trained again
     before = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
-    assert main(["confirm", str(study_copy), "--top", "1", "--seeds", "3"]) == 0
+    assert main(["confirm", str(study_copy), "--per-group", "--seeds", "1"]) == 0
     after = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
-    assert {k: after[k] for k in before} == before and len(after) == 3
-    seeds = sorted(r["seed"] for r in pq.read_table(study_copy / "results" / "confirm").to_pylist())
-    assert seeds == [1, 2, 3]
+    groups = {t["group"] for t in trials if t["status"] == "TERMINATED"}
+    assert {k: after[k] for k in before} == before and len(after) == 2 + len(groups) - 1
+    rows = pq.read_table(study_copy / "results" / "confirm").to_pylist()
+    best_of = {}
+    for t in sorted((t for t in trials if t["status"] == "TERMINATED"),
+                    key=lambda t: (-t["student_val_acc"], t["train_flops"], t["trial_id"])):
+        best_of.setdefault(t["group"], t["trial_id"])
+    seed_1 = [r for r in rows if r["seed"] == 1]
+    assert sorted((r["group"], r["source_trial_id"]) for r in seed_1) == sorted(best_of.items())  # each group once
+    assert all(r["status"] == "TERMINATED" for r in rows)
 
     assert main(["report", str(study_copy)]) == 0
-    assert "Seed confirmation" in (study_copy / "report" / "summary.md").read_text()
+    summary = (study_copy / "report" / "summary.md").read_text()
+    assert "Seed confirmation" in summary
+    differences = pd.read_csv(study_copy / "report" / "differences.csv")
+    assert set(differences["group_a"]) | set(differences["group_b"]) == groups
+    assert (differences["n_seeds"] == 1).all() and differences["ci_low"].isna().all()  # one shared seed: no CI
+    assert "1 paired seed, no interval" in summary
 
 
 def test_confirmation_picks_distinct_configurations_by_validation_accuracy() -> None:

@@ -63,9 +63,11 @@ def _add_trial(run: Path, trial_id: str, cfg: ChainConfig, status: str, error: s
 
 def test_report_writes_every_file(fake_run: Path, report: Path) -> None:
     assert report == fake_run.resolve() / "report"
-    # exactly these: no predictions, so no avalanche figure; nothing of the temporary folder left behind
-    assert sorted(p.name for p in report.iterdir()) == sorted([*FIGURES, "summary.md", "best_config.json"])
-    for name in [*FIGURES, "summary.md", "best_config.json"]:
+    # exactly these: no predictions, so no avalanche figure; confirmations, so differences; nothing of the
+    # temporary folder left behind
+    files = [*FIGURES, "summary.md", "best_config.json", "differences.csv"]
+    assert sorted(p.name for p in report.iterdir()) == sorted(files)
+    for name in files:
         assert (report / name).stat().st_size > 0, name
 
 
