@@ -154,7 +154,7 @@ def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path, pairs: pd.D
     fig = Figure(figsize=(14, 5) if with_pairs else (10, 5))
     FigureCanvasAgg(fig)
     if with_pairs:
-        ax, share_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+        ax, share_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1], "wspace": 0.4})  # room for labels
     else:
         ax, share_ax = fig.add_subplot(), None
     groups, last_position = _avalanche_curves(ax, summary_curve_df)
@@ -168,7 +168,7 @@ def avalanche_plot(summary_curve_df: pd.DataFrame, path: str | Path, pairs: pd.D
         labels += ["wrong where the teacher is wrong", "wrong where the teacher is right"]
         if with_pairs:
             handles.append(Line2D([], [], color=CONTROL_COLOUR, marker="D", linestyle=""))
-            labels.append("nokd control (same teacher), 95 % CI")
+            labels.append("nokd control of the same teacher\n(filled: teacher wrong, open: right)")
         # right of the right-most panel: inside an axes it would hide what it explains
         (share_ax or ax).legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)
