@@ -9,11 +9,24 @@ rewrites what another wrote and a growing study never rewrites a growing file:
     <run>/results/hops/<trial_id>.parquet          one row per hop of its chain
     <run>/results/predictions/<trial_id>.parquet   one row per hop: its test predictions as list columns
     <run>/results/epochs/<hop key>.parquet         one row per epoch of a hop, written by the trial that trained it
+    <run>/results/trained/<hop key>-<trial_id>.parquet   one row: a hop that trial trained, written as the hop is
+                                                   stored (or its divergence marked), whatever becomes of the trial
     <run>/results/confirm/<trial_id>-s<seed>.parquet   seed confirmation: one trials-shaped row
 
 The trials table's columns are the fixed ones below plus one per chain setting (`ChainConfig` fields and every
 registered KD method's settings, written by the study from the registry); the epochs table has one `loss_<term>`
 column per loss term a method declares. Readers take whatever columns the files have.
+
+Cost columns. `train_*` is what a chain (or hop) costs from scratch, whichever trial trained each hop; `spent_*` is
+what this trial itself computed (a hop it trained: its `train_*`; a reused hop: 0), so both count the same work
+and spent ≤ train holds for every row. Both count a hop's training steps, its validation after every epoch, its
+teachers' forward passes (as kdstudy runs them: once per split, or per batch with augmentation) and a learned
+ensemble's fitting; neither counts test evaluation, which is reporting. Seconds run from the start of a hop's
+training, its claim held, to its best weights. `wait_seconds` (not a cost of the configuration) is the time a
+trial spent getting to its hops: store lookups, waiting for a claim another trial held, loading stored weights.
+`reference_flops` is `train_flops` had every upper model been forwarded on every training batch of every epoch,
+as the TAKD and DGKD reference code does (`trainables.chain.reference_flops`). The `trained` table counts every
+hop training, of finished, diverged, failed and killed attempts alike: its sum is what the study spent.
 """
 
 from __future__ import annotations
@@ -38,9 +51,12 @@ TRIAL_TAIL = [
     pa.field("num_tas", pa.int64()),
     pa.field("student_val_acc", pa.float64()),
     pa.field("student_test_acc", pa.float64()),
-    pa.field("train_flops", pa.int64()),  # the chain's from-scratch training cost
-    pa.field("spent_flops", pa.int64()),  # what this trial spent (less when hops were reused)
+    pa.field("train_flops", pa.int64()),  # the chain's from-scratch training cost (teachers' outputs cached)
+    pa.field("reference_flops", pa.int64()),  # the same, every upper model forwarded on every training batch
+    pa.field("train_seconds", pa.float64()),  # the chain's from-scratch training time: its hops' train_seconds
+    pa.field("spent_flops", pa.int64()),  # what this trial computed itself (0 for each reused hop)
     pa.field("spent_seconds", pa.float64()),
+    pa.field("wait_seconds", pa.float64()),  # time it spent getting to its hops, waiting on other trials' claims
     pa.field("student_params", pa.int64()),
     pa.field("student_flops", pa.int64()),  # inference, per image
     pa.field("ensemble_weights", pa.list_(pa.float64())),  # learned weights of the student's teachers, top first
@@ -72,9 +88,11 @@ HOPS = pa.schema([
     pa.field("params", pa.int64()),
     pa.field("flops", pa.int64()),
     pa.field("train_flops", pa.int64()),
+    pa.field("reference_flops", pa.int64()),
     pa.field("train_seconds", pa.float64()),
     pa.field("spent_flops", pa.int64()),
     pa.field("spent_seconds", pa.float64()),
+    pa.field("wait_seconds", pa.float64()),
     pa.field("upper_forward_samples", pa.int64()),
     pa.field("kl_terms", pa.int64()),
     pa.field("reused", pa.bool_()),
@@ -104,6 +122,15 @@ def epochs_schema(loss_terms: tuple[str, ...]) -> pa.Schema:
     return pa.schema([*EPOCH_HEAD, *(pa.field(f"loss_{t}", pa.float64()) for t in loss_terms), *EPOCH_TAIL])
 
 
+# One row per hop training: what the study spent, counted once per training however many trials reuse the hop.
+TRAINED = pa.schema([
+    pa.field("trial_id", pa.string(), nullable=False),  # the trial (or attempt of it) that trained the hop
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("train_flops", pa.int64()),
+    pa.field("train_seconds", pa.float64()),
+    pa.field("diverged", pa.bool_()),  # trained to a blow-up (its cost up to there): no weights were stored
+])
+
 # One row per trial × hop with list columns: 10,000 CIFAR test images stay one row, and a whole hop's predictions
 # are one contiguous read.
 PREDICTIONS = pa.schema([
@@ -123,4 +150,5 @@ EMPTY: dict[str, pa.Schema] = {
     "hops": HOPS,
     "epochs": epochs_schema(("ce", "kd")),
     "predictions": PREDICTIONS,
+    "trained": TRAINED,
 }

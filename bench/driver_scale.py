@@ -58,8 +58,9 @@ def _hop(index: int, trial_id: str) -> HopResult:
                                   torch.rand(SAMPLES).to(torch.float16))
     return HopResult(index=index, arch=f"plain{10 - 2 * index}", role=role, key=f"{trial_id}{index:016d}",
                      teachers=list(range(index)), best_epoch=EPOCHS, val_acc=0.5 + 0.001 * index, test_acc=0.5,
-                     params=1000, flops=10**6, train_flops=10**9, train_seconds=1.0, spent_flops=10**9,
-                     spent_seconds=1.0, upper_forward_samples=0, kl_terms=0, reused=False, predictions=predictions)
+                     params=1000, flops=10**6, train_flops=10**9, reference_flops=10**9, train_seconds=1.0,
+                     spent_flops=10**9, spent_seconds=1.0, wait_seconds=0.0, upper_forward_samples=0, kl_terms=0,
+                     reused=False, predictions=predictions)
 
 
 class DriverClock(tune.Callback):

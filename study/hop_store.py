@@ -24,15 +24,27 @@ class Claims(Protocol):
         ...
 
 
+class Ledger(Protocol):
+    def __call__(self, key: str, train_flops: int, train_seconds: float, diverged: bool) -> None:
+        """Records one hop training as it is stored: what the run spent on it (`results/trained/`)."""
+        ...
+
+
 class RunHopStore:
-    def __init__(self, folder: Location, claims: Claims | None = None, faults: Faults = NO_FAULTS) -> None:
-        self.folder, self.claims, self.faults = folder, claims, faults
+    """`ledger`, when given, records every hop put here (weights or divergence marker) the moment it is stored: a
+    trial that dies later, or is retried and then reuses the hop, has still counted what training it cost."""
+
+    def __init__(self, folder: Location, claims: Claims | None = None, faults: Faults = NO_FAULTS,
+                 ledger: Ledger | None = None) -> None:
+        self.folder, self.claims, self.faults, self.ledger = folder, claims, faults, ledger
 
     def get(self, key: str) -> StoredHop | None:
         return self._read(f"{key}.pt", StoredHop.from_bytes)
 
     def put(self, key: str, hop: StoredHop) -> None:
         write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
+        if self.ledger is not None:
+            self.ledger(key, hop.meta["train_flops"], hop.meta["train_seconds"], diverged=False)
         self.faults.point("stored", key)
 
     def divergence(self, key: str) -> Divergence | None:
@@ -40,6 +52,8 @@ class RunHopStore:
 
     def put_divergence(self, key: str, divergence: Divergence) -> None:
         write_bytes(self.folder / f"{key}{DIVERGED_SUFFIX}", divergence.to_bytes())
+        if self.ledger is not None:
+            self.ledger(key, divergence.train_flops, divergence.train_seconds, diverged=True)
         self.faults.point("diverged-stored", key)
 
     def _read(self, name: str, parse: Callable[[bytes], Entry]) -> Entry | None:

@@ -41,6 +41,11 @@ class ResultsFolder:
         if events:
             self._write("epochs", key, rows.epoch_rows(trial_id, events), rows.epochs_schema())
 
+    def write_trained(self, trial_id: str, key: str, train_flops: int, train_seconds: float, diverged: bool) -> None:
+        """One hop training, as the hop is stored: what the study spent on it, whoever later reuses it."""
+        row = rows.trained_row(trial_id, key, train_flops, train_seconds, diverged)
+        self._write("trained", f"{key}-{trial_id}", [row], schema.TRAINED)
+
     # --- written by the driver, or by a trial ---------------------------------------------------------------------
 
     def write_trial(self, trial_id: str, cfg: ChainConfig, status: str, error: str | None = None,

@@ -16,6 +16,7 @@ import torch
 
 from analysis import schema
 from trainables import ChainConfig, ChainResult, HopResult
+from trainables.results import cost_summary
 from trainables.methods import all_loss_terms, all_params
 
 _ARROW: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -63,8 +64,12 @@ def trial_row(trial_id: str, cfg: ChainConfig, status: str, error: str | None = 
 
 def summary_of_hops(hops: list[HopResult]) -> dict[str, Any]:
     """What a chain that stopped part-way cost: the hops it completed (no student, so no accuracy)."""
-    return {"train_flops": sum(h.train_flops for h in hops), "spent_flops": sum(h.spent_flops for h in hops),
-            "spent_seconds": sum(h.spent_seconds for h in hops)}
+    return cost_summary(hops)
+
+
+def trained_row(trial_id: str, key: str, train_flops: int, train_seconds: float, diverged: bool) -> dict[str, Any]:
+    return {"trial_id": trial_id, "key": key, "train_flops": train_flops, "train_seconds": train_seconds,
+            "diverged": diverged}
 
 
 def hop_rows(trial_id: str, hops: list[HopResult]) -> list[dict[str, Any]]:

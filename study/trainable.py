@@ -6,6 +6,7 @@ resumed trial skips straight to its first unfinished hop.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +43,13 @@ class TrialContext:
     def results(self) -> ResultsFolder:
         return ResultsFolder(locate(self.run_uri) / "results")
 
-    def hop_store(self) -> RunHopStore:
-        """The run's model store, with the run's claims: one board for every command that trains its hops."""
+    def hop_store(self, trial_id: str | None = None) -> RunHopStore:
+        """The run's model store, with the run's claims: one board for every command that trains its hops. With a
+        `trial_id`, every hop it trains is recorded in the run's `trained` table as it is stored."""
         run = locate(self.run_uri)
         claims = StorageClaims(run / "claims", self.faults, self.claim_lease_s)
-        return RunHopStore(run / "models", claims, self.faults)
+        ledger = None if trial_id is None else functools.partial(self.results().write_trained, trial_id)
+        return RunHopStore(run / "models", claims, self.faults, ledger)
 
 
 def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
@@ -57,7 +60,7 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     results = context.results()
     reporter = TrialReporter(cfg, trial_id, results, context)
     try:
-        result = train_chain(cfg, report=reporter, store=context.hop_store())
+        result = train_chain(cfg, report=reporter, store=context.hop_store(trial_id))
     except HopDiverged as diverged:
         reporter.write_epochs()
         results.write_diverged(trial_id, cfg, diverged)

@@ -49,7 +49,7 @@ FIRST_STEPS = {"train_size": 192, "epochs": 1}  # three batches of 64: every hop
 REL_TOL = 1e-4
 EXACT_HOP_FIELDS = ("arch", "role", "teachers", "params", "flops", "train_flops", "upper_forward_samples",
                     "kl_terms")
-UNTIMED = ("seconds", "train_seconds", "spent_seconds")
+UNTIMED = ("seconds", "train_seconds", "spent_seconds", "wait_seconds")
 
 
 def config(name: str, **changes: Any) -> ChainConfig:

@@ -3,9 +3,12 @@ bad input, resource checks, and a retried trial resuming at its last finished ho
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -95,9 +98,41 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def failing_for_dgkd(config: dict[str, Any], context: TrialContext) -> None:
+    """dgkd raises; the others share the teacher, and the one that trains it waits for the other to wait on it."""
     if config["method"] == "dgkd":
         raise RuntimeError("injected failure for dgkd")
-    chain_trainable(config, context)
+    with teacher_trained_while_another_trial_waits_for_it(Path(context.run_uri) / "asked"):
+        chain_trainable(config, context)
+
+
+@contextlib.contextmanager
+def teacher_trained_while_another_trial_waits_for_it(asked: Path) -> Iterator[None]:
+    """Each trial leaves a file in `asked` as it asks for a hop's claim; the one holding the teacher's claim starts
+    training it only once another trial has asked too (or after 60 s), and a second later, so that the other is
+    then polling the claim: a wait of over a second, whatever order Ray starts the trials in."""
+    from study.claims import StorageClaims
+    from trainables.chain import ChainTrainer
+
+    asked.mkdir(exist_ok=True)
+    hold, train = StorageClaims.hold, ChainTrainer._train
+
+    def hold_once_asked(self: StorageClaims, key: str) -> Any:
+        (asked / f"{key}.{uuid.uuid4().hex}").touch()
+        return hold(self, key)
+
+    def train_once_another_waits(self: ChainTrainer, plan: Any, *args: Any) -> Any:
+        if plan.index == 0:
+            deadline = time.monotonic() + 60
+            while len(list(asked.glob(f"{plan.key}.*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+        return train(self, plan, *args)
+
+    StorageClaims.hold, ChainTrainer._train = hold_once_asked, train_once_another_waits
+    try:
+        yield
+    finally:  # a reused worker runs the next trial unpatched
+        StorageClaims.hold, ChainTrainer._train = hold, train
 
 
 def test_a_failing_trial_is_recorded_and_the_others_finish(ray_cluster: str, spec_file: Path,
@@ -110,6 +145,16 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(ray_cluster: str, spe
     assert rows["dgkd"]["ta_depths"] == [4, 3] and rows["dgkd"]["drop"] == 1  # the config, though it never ran
     assert rows["takd"]["status"] == rows["ensemble"]["status"] == "TERMINATED"
     assert outcome.errors == ["RuntimeError: injected failure for dgkd"]
+    # the trial that waited for the other's teacher is charged the trainer's seconds for it, and its wait apart
+    hops = _table(tmp_path / "failing", "hops").to_pylist()
+    trainer, waiter = sorted((h for h in hops if h["role"] == "teacher"), key=lambda hop: hop["reused"])
+    assert (trainer["reused"], waiter["reused"]) == (False, True) and waiter["wait_seconds"] > 1.0
+    assert waiter["train_seconds"] == trainer["train_seconds"] and waiter["spent_seconds"] == 0
+    for row in (rows["takd"], rows["ensemble"]):
+        chain = [h for h in hops if h["trial_id"] == row["trial_id"]]
+        assert row["train_seconds"] == pytest.approx(sum(h["train_seconds"] for h in chain))
+        assert row["wait_seconds"] == pytest.approx(sum(h["wait_seconds"] for h in chain))
+        assert row["spent_seconds"] <= row["train_seconds"] and row["spent_flops"] <= row["train_flops"]
 
 
 BAD_INPUT = [
@@ -229,6 +274,10 @@ def test_a_retried_trial_resumes_at_its_last_finished_hop(ray_cluster: str, spec
     assert [h["reused"] for h in hops] == [True, False, False, False]  # the teacher came back from the store
     epochs = [(e["hop"], e["epoch"]) for e in _table(tmp_path / "retry", "epochs").to_pylist()]
     assert sorted(epochs) == [(h, 1) for h in range(4)]  # the teacher's epoch is recorded once, not twice
+    # the teacher the crashed attempt trained is in what the study spent, though the trial's row reuses it
+    trained = _table(tmp_path / "retry", "trained").to_pylist()
+    assert sorted(t["key"] for t in trained) == sorted(h["key"] for h in hops)
+    assert sum(t["train_flops"] for t in trained) == trial["train_flops"] > trial["spent_flops"]
 
 
 def test_every_trial_failing_exits_1(ray_cluster: str, spec_file: Path, tmp_path: Path,

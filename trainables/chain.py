@@ -53,21 +53,20 @@ class ChainTrainer:
 
     def run_hop(self, plan: HopPlan) -> HopResult:
         """Loads the hop from the store, or trains and stores it; then evaluates it on the test split."""
-        started = time.perf_counter()
         model = self._build(plan)
         flops = inference_flops(model, self.data.in_channels, self.data.image_size)
-        counters = Counters()
-        meta, reused = self._load_or_train(plan, model, flops, counters, started)
+        meta, reused, waited = self._load_or_train(plan, model, flops)
         test_logits = predict_logits(model, self.data.test, self.data, self.cfg.precision)
-        counters.flops += flops * len(self.data.test)
         hop = HopResult(
             index=plan.index, arch=plan.arch, role=plan.role, key=plan.key, teachers=list(plan.teachers),
             best_epoch=meta["best_epoch"], val_acc=meta["val_acc"],
             test_acc=accuracy_and_loss(test_logits, self.data.test.y)[0],
             params=count_params(model), flops=flops,
-            train_flops=meta["train_flops"], train_seconds=meta["train_seconds"],
-            spent_flops=counters.flops, spent_seconds=time.perf_counter() - started,
-            upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
+            train_flops=meta["train_flops"], reference_flops=meta["reference_flops"],
+            train_seconds=meta["train_seconds"],
+            # what this run computed: the same work as train_*, so a reused hop spent nothing
+            spent_flops=0 if reused else meta["train_flops"], spent_seconds=0.0 if reused else meta["train_seconds"],
+            wait_seconds=waited, upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
             reused=reused, ensemble_weights=meta["ensemble_weights"],
             predictions=_predictions(test_logits, self.data.test.y),
         )
@@ -81,36 +80,46 @@ class ChainTrainer:
                             self.cfg.width, self.cfg.init)
         return model.to(self.data.train.x.device)
 
-    def _load_or_train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters, started: float
-                       ) -> tuple[dict[str, Any], bool]:
-        """The hop's record, and whether it came from the store. A stored hop is loaded without its claim: stored
-        hops never change, and a claim costs a round of writes and reads on the run's storage. A missing one is
-        looked up again once its claim is held, as the claim's last holder may just have stored it."""
+    def _load_or_train(self, plan: HopPlan, model: nn.Module, flops: int) -> tuple[dict[str, Any], bool, float]:
+        """The hop's record, whether it came from the store, and the seconds it took to get to it (the wait: lookups,
+        the claim, loading). A stored hop is loaded without its claim: stored hops never change, and a claim costs a
+        round of writes and reads on the run's storage. A missing one is looked up again once its claim is held, as
+        the claim's last holder may just have stored it."""
+        started = time.perf_counter()
         stored = self.store.get(plan.key)
         if stored is None:
             with self.store.claim(plan.key):
                 stored = self.store.get(plan.key)
                 if stored is None:
-                    trained = self._train_unless_diverged(plan, model, flops, counters)
-                    # what training it from scratch cost, for every later reuse of these weights
-                    meta = {**trained, "train_flops": counters.flops,
-                            "train_seconds": time.perf_counter() - started}
+                    self._raise_if_it_diverged_before(plan)
+                    waited = time.perf_counter() - started
+                    meta = self._train_and_count(plan, model, flops)
                     self.store.put(plan.key, StoredHop(model.state_dict(), meta))
-                    return meta, False
+                    return meta, False, waited
         model.load_state_dict(stored.state_dict)
-        return stored.meta, True
+        return stored.meta, True, time.perf_counter() - started
 
-    def _train_unless_diverged(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters
-                               ) -> dict[str, Any]:
-        """Trains the hop, unless the store remembers that it diverged: then it ends the same way at once."""
+    def _raise_if_it_diverged_before(self, plan: HopPlan) -> None:
+        """A hop the store remembers as diverged ends the same way at once, without training it again."""
         remembered = self.store.divergence(plan.key)
         if remembered is not None:
             raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, remembered.epoch, remembered.reason)
+
+    def _train_and_count(self, plan: HopPlan, model: nn.Module, flops: int) -> dict[str, Any]:
+        """Trains the hop; its record holds what training it from scratch cost, for every later reuse of its weights.
+        A hop that diverges is remembered by the store, with what it cost up to the blow-up."""
+        counters = Counters()
+        started = time.perf_counter()
         try:
-            return self._train(plan, model, flops, counters)
+            trained = self._train(plan, model, flops, counters)
         except HopDiverged as diverged:
-            self.store.put_divergence(plan.key, Divergence(diverged.epoch, diverged.reason))
+            cost = Divergence(diverged.epoch, diverged.reason, counters.flops, time.perf_counter() - started)
+            self.store.put_divergence(plan.key, cost)
             raise
+        reference = reference_flops(self.cfg.epochs, len(self.data.train), len(self.data.val), flops,
+                                    [self.hops[t].flops for t in plan.teachers], counters.fit_flops)
+        return {**trained, "train_flops": counters.flops, "reference_flops": reference,
+                "train_seconds": time.perf_counter() - started}
 
     def _train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> dict[str, Any]:
         """Trains one hop for cfg.epochs and leaves the best-validation weights in `model`."""
@@ -144,12 +153,29 @@ class ChainTrainer:
         method = cfg.method_class.teaching(cfg, len(teachers))
         outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data, counters,
                                  per_batch=cfg.augment, precision=cfg.precision)
+        before_fitting = counters.flops
         if teachers and method.fits_on_fit_split(cfg.params):
             method.fit(outputs.for_split(data.fit), data.fit.y)
+        counters.fit_flops = counters.flops - before_fitting
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
         return HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,
                            counters, cfg.batch_size, cfg.augment, cfg.precision)
+
+
+def reference_flops(epochs: int, train_samples: int, val_samples: int, flops: int, teacher_flops: list[int],
+                    fit_flops: int) -> int:
+    """A hop's training FLOPs had every teacher been forwarded on every training batch of every epoch, as the
+    TAKD and DGKD reference code does (augmented or not, and DGKD's dropped teachers too, which it forwards and then
+    leaves out of the loss); all else as `train_flops` counts it:
+
+        epochs · train_samples · (3·flops + Σ teacher_flops)   the steps (forward + backward ≈ 3 forwards) and the
+                                                               teachers' forwards on every batch
+      + epochs · val_samples · flops                           the validation after every epoch
+      + fit_flops                                              the teachers' one-off forwards a method fits on
+                                                               (the learned ensemble's stacking weights)
+    """
+    return epochs * train_samples * (3 * flops + sum(teacher_flops)) + epochs * val_samples * flops + fit_flops
 
 
 def _freeze(model: nn.Module) -> nn.Module:

@@ -43,6 +43,7 @@ class Counters:
     flops: int = 0
     upper_forward_samples: int = 0
     kl_terms: int = 0
+    fit_flops: int = 0  # the part of `flops` its teachers spent on what the method fits before training (once)
 
 
 class TeacherOutputs:

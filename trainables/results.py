@@ -30,10 +30,15 @@ class HopResult:
     test_acc: float
     params: int
     flops: int  # inference FLOPs per sample
-    train_flops: int  # FLOPs to train this hop from scratch: its passes and its teachers' (test evaluation excluded)
-    train_seconds: float  # seconds it took when it was trained
-    spent_flops: int  # FLOPs this run actually spent on it (less when it came from the store)
-    spent_seconds: float
+    # What training this hop from scratch cost, whichever run trained it (a reused hop brings its trainer's): its
+    # steps, its per-epoch validation, its teachers' forward passes as kdstudy runs them (once per split, or per
+    # batch with augmentation) and a learned ensemble's fitting. Test evaluation is reporting: in no cost column.
+    train_flops: int
+    reference_flops: int  # train_flops had every teacher been forwarded on every training batch of every epoch
+    train_seconds: float  # from the start of its training (its claim held) to its best weights, validation included
+    spent_flops: int  # FLOPs this run computed for it: train_flops when it trained it here, 0 when it was reused
+    spent_seconds: float  # likewise: train_seconds, or 0
+    wait_seconds: float  # this run's time getting to it: store lookups, waiting for its claim, loading its weights
     upper_forward_samples: int  # samples pushed through upper models while training it
     kl_terms: int  # KL terms computed while training it
     reused: bool
@@ -45,6 +50,14 @@ class HopResult:
         record.pop("predictions")
         return record
 
+
+COST_COLUMNS = ("train_flops", "reference_flops", "train_seconds", "spent_flops", "spent_seconds", "wait_seconds")
+
+
+def cost_summary(hops: list[HopResult]) -> dict[str, Any]:
+    """A chain's cost columns, each the sum over its hops: `train_*` is what the chain costs from scratch (every
+    hop at its trainer's cost), `spent_*` what this run computed, `wait_seconds` what it waited on other runs."""
+    return {column: sum(getattr(hop, column) for hop in hops) for column in COST_COLUMNS}
 
 
 @dataclass
@@ -77,9 +90,7 @@ class ChainResult:
             "student_test_acc": student.test_acc,
             "student_params": student.params,
             "student_flops": student.flops,
-            "train_flops": self.train_flops,
-            "spent_flops": self.spent_flops,
-            "spent_seconds": self.spent_seconds,
+            **cost_summary(self.hops),
             "ensemble_weights": student.ensemble_weights,
         }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ContextManager, Protocol
 
 import torch
@@ -44,14 +44,18 @@ class Divergence:
 
     epoch: int
     reason: str
+    # what training it to the blow-up cost: the study counts it in the run's total spent (`results/trained/`)
+    train_flops: int = 0
+    train_seconds: float = 0.0
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"epoch": self.epoch, "reason": self.reason}).encode()
+        return json.dumps(asdict(self)).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Divergence:
         payload = json.loads(data)
-        return cls(int(payload["epoch"]), str(payload["reason"]))
+        return cls(int(payload["epoch"]), str(payload["reason"]), int(payload.get("train_flops", 0)),
+                   float(payload.get("train_seconds", 0.0)))
 
 
 class ModelStore(Protocol):
