@@ -33,9 +33,12 @@ TA_MARKERS: dict[int, str] = {0: "o", 1: "s", 2: "^", 3: "D", 4: "v", 5: "P", 6:
 _OTHER_MARKER = "*"
 
 AXIS_LABELS: dict[str, str] = {
-    "train_flops": "chain training FLOPs (from scratch)",
-    "spent_flops": "FLOPs actually spent (with reused hops)",
-    "spent_seconds": "wall-clock training time (s)",
+    "train_flops": "chain training FLOPs from scratch (teachers' outputs cached)",
+    "reference_flops": "chain training FLOPs from scratch (every upper model forwarded on every batch)",
+    "train_seconds": "chain training time from scratch (s)",
+    "spent_flops": "FLOPs this trial computed (reused hops: 0)",
+    "spent_seconds": "seconds this trial trained (reused hops: 0)",
+    "wait_seconds": "seconds waiting for hops other trials trained",
     "student_params": "student parameters",
     "student_flops": "student inference FLOPs per sample",
     "student_val_acc": "student validation accuracy (%)",

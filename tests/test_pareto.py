@@ -88,7 +88,8 @@ def test_empty_frame_and_bad_direction() -> None:
 
 
 def test_default_fronts_trade_cost_against_validation_accuracy() -> None:
-    assert [front[0] for front in DEFAULT_FRONTS] == ["train_flops", "spent_seconds", "student_params"]
+    assert [front[0] for front in DEFAULT_FRONTS] == ["train_flops", "reference_flops", "train_seconds",
+                                                      "student_params"]
     assert all(front[1:] == ("min", "student_val_acc", "max") for front in DEFAULT_FRONTS)
 
 

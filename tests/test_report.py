@@ -30,7 +30,7 @@ from study.cli import main
 from tests.analysis_fixtures import assert_png_not_blank, write_fake_run, write_table
 from trainables.config import ChainConfig
 
-FIGURES = ["pareto.png", "pareto_seconds.png", "pareto_params.png", "methods.png"]
+FIGURES = ["pareto.png", "pareto_reference.png", "pareto_seconds.png", "pareto_params.png", "methods.png"]
 HEADINGS = ["## Best configuration", "## Pareto front", "## Method comparison", "## Seed confirmation",
             "## Trials by status"]
 
