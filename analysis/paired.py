@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import group_sort_key, is_missing, sort_by_group, successful
+from analysis.load import is_missing, sort_by_group, successful
 from analysis.ranking import confirmation_summary, t_quantile_975
 
 DIFFERENCE_COLUMNS = ["group_a", "group_b", "config_a", "config_b", "n_seeds", "mean_diff", "ci_low", "ci_high",
@@ -43,9 +43,8 @@ def best_group(confirmed: pd.DataFrame) -> str | None:
     scored = confirmed.dropna(subset=["val_acc_mean"])
     if scored.empty:
         return None
-    order = sorted(range(len(scored)), key=lambda i: (-float(scored["val_acc_mean"].iat[i]),
-                                                       group_sort_key(scored["group"].iat[i])))
-    return str(scored["group"].iat[order[0]])
+    # `confirmed` is in report group order, which a stable sort keeps among equal accuracies
+    return str(scored.sort_values("val_acc_mean", ascending=False, kind="mergesort")["group"].iat[0])
 
 
 def comparison_pairs(groups: list[str], best: str | None) -> list[tuple[str, str]]:

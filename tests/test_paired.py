@@ -18,7 +18,7 @@ import pytest
 
 from analysis import schema
 from analysis.load import load_run
-from analysis.paired import DIFFERENCE_COLUMNS, comparison_pairs, paired_differences, paired_t
+from analysis.paired import DIFFERENCE_COLUMNS, best_group, comparison_pairs, paired_differences, paired_t
 from analysis.report import write_report
 from analysis.seed_paper import seed_comparison
 from study import rows
@@ -168,6 +168,10 @@ def test_pairs_are_against_takd_then_the_best_group_each_once() -> None:
     assert comparison_pairs(groups, "takd") == [("nokd", "takd"), ("kd", "takd"), ("dgkd", "takd")]
     assert comparison_pairs(["kd", "dgkd"], "kd") == [("dgkd", "kd")]  # no takd confirmed
     assert comparison_pairs(["kd"], "kd") == []
+    # the best group: by mean validation accuracy, ties to report group order, unscored groups never
+    confirmed = pd.DataFrame({"group": ["kd", "takd", "dgkd"], "val_acc_mean": [0.4, 0.5, 0.5]})
+    assert best_group(confirmed) == "takd"
+    assert best_group(confirmed.assign(val_acc_mean=[0.4, float("nan"), 0.3])) == "kd"
 
 
 # ------------------------------------------------------------------------------------- --per-group job planning
