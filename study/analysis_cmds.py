@@ -17,7 +17,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("run", help="the study: <storage>/<name>, a local folder or a URI such as s3://b/studies/x")
     report.set_defaults(handler=run_report)
 
-    confirm = subparsers.add_parser("confirm", help="re-train the top configurations with new seeds (through Ray)")
+    confirm = subparsers.add_parser("confirm", help="re-train the top configurations, or each method group's best, "
+                                                    "with new seeds (through Ray)")
     confirm.add_argument("run", help="the study: <storage>/<name>, a local folder or a URI such as s3://b/studies/x")
     # no default here: --top and --per-group exclude each other, so a given --top must be told from the default
     confirm.add_argument("--top", type=int, help=f"how many of the best configurations (default {DEFAULT_TOP})")
@@ -92,10 +93,15 @@ def confirm_runtime(args: argparse.Namespace, run: str) -> dict[str, Any]:
 
 def print_confirmation(run: str) -> None:
     from analysis.load import read_table
+    from analysis.paired import difference_sentence, paired_differences
     from analysis.ranking import confirmation_summary
     from analysis.storage import locate
 
     results = locate(run) / "results"
-    summary = confirmation_summary(read_table(results, "confirm", optional=True))
+    confirm = read_table(results, "confirm", optional=True)
     print(f"\nconfirmation: {results / 'confirm'}/")
-    print(summary.to_string(index=False))
+    print(confirmation_summary(confirm).to_string(index=False))
+    differences = paired_differences(confirm)
+    if not differences.empty:
+        print("\npaired differences of test accuracy (analysis/paired.py; kdstudy report writes them too):")
+        print("\n".join(f"  {difference_sentence(row)}" for row in differences.to_dict("records")))

@@ -47,6 +47,7 @@ def test_confirm_retrains_the_best_configuration_with_new_seeds(study_copy: Path
     # --per-group: the best of every other group on seed 1 too; the best's own seeds are not trained again
     before = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
     assert main(["confirm", str(study_copy), "--per-group", "--seeds", "1"]) == 0
+    assert "1 paired seed, no interval" in capsys.readouterr().out  # the differences, said as the report says them
     after = {p.name: p.stat().st_mtime_ns for p in (study_copy / "results" / "confirm").iterdir()}
     groups = {t["group"] for t in trials if t["status"] == "TERMINATED"}
     assert {k: after[k] for k in before} == before and len(after) == 2 + len(groups) - 1
