@@ -26,7 +26,8 @@ training, its claim held, to its best weights. `wait_seconds` (not a cost of the
 trial spent getting to its hops: store lookups, waiting for a claim another trial held, loading stored weights.
 `reference_flops` is `train_flops` had every upper model been forwarded on every training batch of every epoch,
 as the TAKD and DGKD reference code does (`trainables.chain.reference_flops`). The `trained` table counts every
-hop training, of finished, diverged, failed and killed attempts alike: its sum is what the study spent.
+hop training that reached its end (weights stored, or divergence marked), whether its trial then finished, failed
+or was killed: its sum is what the study spent, but for hops cut mid-training (a killed node, an ASHA stop).
 """
 
 from __future__ import annotations
