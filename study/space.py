@@ -99,18 +99,23 @@ def size(spec: StudySpec) -> float:
 def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
     """The seed paper's comparison over the full candidate chain, so it is always in the data: TAKD, DGKD
     (dropping one teacher, as published), the mean and the learned ensemble, at one shared T and α (5 and 0.5,
-    or the nearest values the spec's search allows)."""
+    or the nearest values the spec's search allows); then the `nokd` student, trained from labels on the same
+    seed and split, which the error avalanche needs as its control (it is one hop: the cheapest trial)."""
+    points = _seed_comparison(spec) + [{"method": "nokd"}]
+    return [point for point in points if point["method"] in spec.methods and _allowed(spec, point)]
+
+
+def _seed_comparison(spec: StudySpec) -> list[dict[str, Any]]:
     if not spec.ta_candidates:
         return []
     shared = {TA_PARAM: ta_subsets(spec.ta_candidates)[0], "temperature": _nearest(spec, "temperature", 5.0),
               "alpha": _nearest(spec, "alpha", 0.5)}
-    points = [
+    return [
         {"method": "takd", **shared},
         {"method": "dgkd", **shared, "drop": _nearest(spec, "drop", 1)},
         {"method": "ensemble", **shared, "weighting": "mean", "space": "prob"},
         {"method": "ensemble", **shared, "weighting": "learned", "space": "prob"},
     ]
-    return [point for point in points if point["method"] in spec.methods and _allowed(spec, point)]
 
 
 def _nearest(spec: StudySpec, name: str, value: float) -> Any:
