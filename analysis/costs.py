@@ -30,13 +30,29 @@ class Spent:
 
 
 def study_spent(run: Run) -> Spent | None:
-    """The `trained` rows of the run's search trials (a confirmation's have its own trial ids); None without any."""
+    """The `trained` rows of the run's search trials; None without any."""
+    return _spent(_trained(run, run.trials))
+
+
+def confirmations_spent(run: Run) -> Spent | None:
+    """The `trained` rows of the run's seed confirmations (hops the search had not trained); None without any."""
+    return None if run.confirm is None else _spent(_trained(run, run.confirm))
+
+
+def _trained(run: Run, trials: pd.DataFrame) -> pd.DataFrame:
     trained = read_table(run.location / "results", "trained")
-    ours = trained[trained["trial_id"].isin(set(run.trials["trial_id"]))]
-    if ours.empty:
+    return trained[trained["trial_id"].isin(set(trials["trial_id"]))]
+
+
+def _trainings(spent: Spent) -> str:
+    return f"{fmt_int(spent.trainings)} hop training{'s' if spent.trainings != 1 else ''}"
+
+
+def _spent(trained: pd.DataFrame) -> Spent | None:
+    if trained.empty:
         return None
-    return Spent(int(ours["train_flops"].sum()), float(ours["train_seconds"].sum()), len(ours),
-                 int(ours["diverged"].fillna(False).astype(bool).sum()))
+    return Spent(int(trained["train_flops"].sum()), float(trained["train_seconds"].sum()), len(trained),
+                 int(trained["diverged"].fillna(False).astype(bool).sum()))
 
 
 def caching_savings(trials: pd.DataFrame) -> pd.DataFrame:
@@ -70,10 +86,14 @@ def cost_section(run: Run) -> tuple[str, str]:
         diverged = f", {spent.diverged} of them to a blow-up" if spent.diverged else ""
         lines += [
             f"- Spent by the study: {fmt_sci(spent.flops)} FLOPs and {fmt_float(spent.seconds, 1)} s of training in "
-            f"{fmt_int(spent.trainings)} hop trainings{diverged}, failed and killed attempts included.",
+            f"{_trainings(spent)}{diverged}, failed and killed attempts included.",
             f"- Trained from scratch one by one, the trials would cost {fmt_sci(naive)} FLOPs (the sum of their "
             f"training FLOPs): the study spent {ratio}× that, as trials reuse each other's hops.",
         ]
+    confirming = confirmations_spent(run)
+    if confirming is not None:
+        lines.append(f"- Seed confirmation spent {fmt_sci(confirming.flops)} FLOPs and "
+                     f"{fmt_float(confirming.seconds, 1)} s more in {_trainings(confirming)}.")
     waits = trials["wait_seconds"].dropna()
     if len(waits):
         longest = trials.loc[waits.idxmax()]

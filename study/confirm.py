@@ -23,7 +23,7 @@ from study import cluster
 from study.faults import Faults
 from study.errors import UsageError
 from study.recorder import NodeDeaths, error_message
-from study.results import ResultsFolder
+from study.results import ResultsFolder, confirmation_id
 from study.runner import bind, quiet_run_config, quiet_tune, trial_dirname
 from study.trainable import TrialContext, use_assigned_cpus
 from trainables import ChainConfig, HopDiverged, train_chain
@@ -90,7 +90,7 @@ def confirm_trainable(config: dict[str, Any], context: TrialContext) -> None:
     cfg = ChainConfig.from_flat(job["chain"])
     results = context.results()
     try:
-        result = train_chain(cfg, store=context.hop_store())
+        result = train_chain(cfg, store=context.hop_store(confirmation_id(job["source_trial_id"], cfg.seed)))
     except HopDiverged as diverged:
         results.write_confirmation(job["source_trial_id"], cfg, schema.DIVERGED, error=f"diverged: {diverged}")
         return

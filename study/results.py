@@ -17,6 +17,11 @@ from study import rows
 from trainables import ChainConfig, ChainResult, HopDiverged
 
 
+def confirmation_id(source_trial_id: str, seed: int) -> str:
+    """A confirmation trial's id: its rows' and the hop trainings' it records (`trained`)."""
+    return f"{source_trial_id}-s{seed}"
+
+
 class ResultsFolder:
     def __init__(self, location: Location) -> None:
         self.location = location
@@ -55,8 +60,8 @@ class ResultsFolder:
 
     def write_confirmation(self, source_trial_id: str, cfg: ChainConfig, status: str, error: str | None = None,
                            summary: dict[str, Any] | None = None) -> None:
-        row = {"source_trial_id": source_trial_id, **rows.trial_row(f"{source_trial_id}-s{cfg.seed}", cfg, status,
-                                                                    error, summary)}
+        row = {"source_trial_id": source_trial_id,
+               **rows.trial_row(confirmation_id(source_trial_id, cfg.seed), cfg, status, error, summary)}
         self._write("confirm", row["trial_id"], [row], rows.trials_schema(confirm=True))
 
     # --- read by the driver -------------------------------------------------------------------------------------

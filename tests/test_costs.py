@@ -103,11 +103,13 @@ def test_the_cost_section_counts_every_training_once_against_the_trials_from_scr
             ("t2", "k4", 5 * 10**8, 0.5, True),
             ("t1-s100", "k9", 5 * 10**9, 9.0, False)):  # a confirmation's: not one of the search's trials
         results.write_trained(trial_id, key, flops, seconds, diverged)
+    results.write_confirmation("t1", cfg.replace(seed=100), schema.FINISHED, summary={"student_val_acc": 0.9})
     heading, body = cost_section(load_run(tmp_path))
     assert heading == "Cost"
     # spent: 1e9 · 4 + 5e8 = 4.5e9 FLOPs and 5.5 s in 5 trainings; from scratch: 3e9 + 3e9; 4.5 / 6 = 0.75
     assert "Spent by the study: 4.5e+09 FLOPs and 5.5 s of training in 5 hop trainings, 1 of them to a blow-up" in body
     assert "would cost 6e+09 FLOPs" in body and "the study spent 0.75× that" in body
+    assert "- Seed confirmation spent 5e+09 FLOPs and 9.0 s more in 1 hop training." in body
     assert "Trials waited 1.5 s in all" in body and "trial `t2`" in body
     # caching saves 1 − 3/5 = 40 % and 1 − 3/6 = 50 %: a median of 45 %
     assert "- **takd**: caching the upper models' outputs saves a median 45 % of the reference code's training " \
