@@ -47,8 +47,8 @@ CHAINS = {
 }
 FIRST_STEPS = {"train_size": 192, "epochs": 1}  # three batches of 64: every hop trains three steps, in one epoch
 REL_TOL = 1e-4
-EXACT_HOP_FIELDS = ("arch", "role", "teachers", "params", "flops", "train_flops", "upper_forward_samples",
-                    "kl_terms")
+EXACT_HOP_FIELDS = ("arch", "role", "teachers", "params", "flops", "train_flops", "reference_flops",
+                    "upper_forward_samples", "kl_terms")
 UNTIMED = ("seconds", "train_seconds", "spent_seconds", "wait_seconds")
 
 
