@@ -102,10 +102,15 @@ def difference_sentence(row: Mapping[str, Any]) -> str:
     if n == 0:
         return f"{pair}: no seed finished for both configurations, so no difference yet"
     if is_missing(row["ci_low"]):
-        return (f"{pair}: {row['mean_diff']:+.1f} points on {n} paired seed{'s' if n != 1 else ''}, "
+        return (f"{pair}: {_points(row['mean_diff'])} points on {n} paired seed{'s' if n != 1 else ''}, "
                 f"no interval (a 95 % CI needs at least 2 paired seeds)")
-    return (f"{pair}: {row['mean_diff']:+.1f} points, 95 % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}], "
-            f"{n} paired seeds")
+    interval = f"[{_points(row['ci_low'])}, {_points(row['ci_high'])}]"
+    return f"{pair}: {_points(row['mean_diff'])} points, 95 % CI {interval}, {n} paired seeds"
+
+
+def _points(value: float) -> str:
+    """A signed difference in points at one decimal; one that rounds to zero reads +0.0, never -0.0."""
+    return f"{round(value, 1) + 0.0:+.1f}"
 
 
 def _test_acc_by_seed(confirm: pd.DataFrame | None) -> dict[str, pd.Series]:

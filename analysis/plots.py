@@ -82,7 +82,7 @@ def method_comparison_plot(trials: pd.DataFrame, confirm: pd.DataFrame | None, p
     best = best_per_method(trials)
     confirmed = confirmed_per_group(confirm).set_index("group").reindex(best["group"])
     has_confirm = confirmed["source_trial_id"].notna().any()
-    fig, ax = new_figure((max(7.0, 1.3 * len(best) + 3), 5.0))
+    fig, ax = new_figure((max(7.0, 1.3 * len(best) + 3), 7.0))  # tall enough for the labels inside the bars
     positions = np.arange(len(best))
     bars = 3 if has_confirm else 2
     width = 0.8 / bars

@@ -18,7 +18,8 @@ import pytest
 
 from analysis import schema
 from analysis.load import load_run
-from analysis.paired import DIFFERENCE_COLUMNS, best_group, comparison_pairs, paired_differences, paired_t
+from analysis.paired import (DIFFERENCE_COLUMNS, best_group, comparison_pairs, difference_sentence, paired_differences,
+                             paired_t)
 from analysis.report import write_report
 from analysis.seed_paper import seed_comparison
 from study import rows
@@ -199,3 +200,8 @@ def test_top_and_per_group_exclude_each_other(tmp_path: Path, capsys: pytest.Cap
     assert main(["confirm", str(tmp_path), "--top", "2", "--per-group"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kdstudy confirm: top: --top and --per-group exclude each other") and err.count("\n") == 1
+
+
+def test_a_difference_that_rounds_to_zero_reads_plus_zero() -> None:
+    row = {"group_a": "dgkd", "group_b": "takd", "n_seeds": 5, "mean_diff": -0.04, "ci_low": -0.8, "ci_high": 0.04}
+    assert difference_sentence(row) == "dgkd \u2212 takd: +0.0 points, 95 % CI [-0.8, +0.0], 5 paired seeds"
