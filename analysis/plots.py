@@ -6,6 +6,7 @@ touches pyplot's global state or the backend a notebook or a test has chosen, an
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.avalanche import TEACHER_KEY_CHARS
-from analysis.load import is_missing, ordered_groups, successful
+from analysis.load import is_missing, ordered_groups, sort_by_group, successful
 from analysis.pareto import Direction, pareto_front
 from analysis.paired import confirmed_per_group
 from analysis.ranking import best_per_method
@@ -28,7 +29,12 @@ GROUP_COLOURS: dict[str, str] = {
     "nokd": "#7f7f7f", "kd": "#1f77b4", "takd": "#ff7f0e", "dgkd": "#2ca02c",
     "ensemble-mean": "#d62728", "ensemble-learned": "#9467bd", "ensemble-confidence": "#8c564b",
 }
-_OTHER_COLOUR = "#17becf"
+# A group no built-in method reports (a method added later) takes one of these, none a built-in group's: its own
+# colour, the same in every figure of every run, whichever other groups the run has (so not its position among them).
+NEW_GROUP_COLOURS: tuple[str, ...] = (
+    "#17becf", "#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
+    "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194",
+)
 TA_MARKERS: dict[int, str] = {0: "o", 1: "s", 2: "^", 3: "D", 4: "v", 5: "P", 6: "X"}
 _OTHER_MARKER = "*"
 
@@ -52,7 +58,9 @@ def pareto_plot(trials: pd.DataFrame, x: str, y: str, x_dir: Direction, y_dir: D
     """Every successful trial (colour: method group, marker: number of TAs) with the front as a step line."""
     ok = successful(trials).dropna(subset=[x, y])
     fig, ax = new_figure((9.5, 5.5))
-    for (group, num_tas), part in ok.groupby(["group", "num_tas"], sort=False):
+    # drawn in report order, so where points overlap a group lies above the same groups in every figure
+    ordered = sort_by_group(ok)
+    for (group, num_tas), part in ordered.groupby(["group", "num_tas"], sort=False):
         ax.scatter(_values(part, x), _values(part, y), s=42, alpha=0.8, color=group_colour(group),
                    marker=ta_marker(num_tas), edgecolors="white", linewidths=0.5, zorder=2)
     front = ok[pareto_front(ok, x, y, x_dir, y_dir)].sort_values([x, y])
@@ -251,7 +259,11 @@ def _same_class_panel(ax: Axes, pairs: pd.DataFrame) -> None:
 
 
 def group_colour(group: str) -> str:
-    return GROUP_COLOURS.get(group, _OTHER_COLOUR)
+    """A built-in group's fixed colour; any other group's from a hash of its name (crc32, not `hash()`, which
+    changes with every process), so two new groups differ but for a collision in NEW_GROUP_COLOURS."""
+    if group in GROUP_COLOURS:
+        return GROUP_COLOURS[group]
+    return NEW_GROUP_COLOURS[zlib.crc32(group.encode()) % len(NEW_GROUP_COLOURS)]
 
 
 def ta_marker(num_tas: object) -> str:

@@ -20,6 +20,7 @@ import pytest
 
 from analysis import schema
 from analysis.load import load_run, ordered_groups, successful
+from analysis.plots import GROUP_COLOURS, group_colour
 from analysis.ranking import (best_config, best_per_method, chain_settings, confirmation_summary,
                               rank_configurations, ranked)
 from analysis.report import write_report
@@ -317,6 +318,15 @@ def test_markdown_table_escapes_aligns_and_dashes_nulls() -> None:
 def test_groups_sort_in_report_order_then_alphabetically() -> None:
     assert ordered_groups(["zeta", "dgkd", "ensemble-mean", "kd", "alpha", "kd"]) == \
         ["kd", "dgkd", "ensemble-mean", "alpha", "zeta"]
+
+
+def test_a_new_group_has_its_own_stable_colour_and_built_in_groups_keep_theirs() -> None:
+    assert group_colour("takd") == "#ff7f0e" and group_colour("nokd") == "#7f7f7f"
+    new = {group: group_colour(group) for group in ("fitnet", "sharpkd", "my-kd", "tinykd")}
+    # known answers: a hash that changed per process (Python's own `hash`) would recolour a group in every report
+    assert new == {"fitnet": "#a55194", "sharpkd": "#8c6d31", "my-kd": "#17becf", "tinykd": "#5254a3"}
+    assert len(set(new.values())) == len(new)
+    assert not set(new.values()) & set(GROUP_COLOURS.values())
 
 # ------------------------------------------------------------------------------------------- the real tiny study
 
