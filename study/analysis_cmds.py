@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
-from study.errors import UsageError
+from study.flags import add_flags
 from study.run_cmd import recorded_runtime
-from study.spec import check_runtime
+from study.spec import RECORDED_RUNTIME, STUDY_SETTINGS, check_runtime
+from trainables.typed import InputError
 
 DEFAULT_TOP = 3
 
@@ -26,10 +28,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                          help="the best configuration of each method group, all on the same new seeds (paired)")
     confirm.add_argument("--seeds", type=int, default=3, help="new seeds per configuration (default 3)")
     # no defaults here: a confirmation runs like its study (confirm_runtime)
-    confirm.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float, help="default: the study's")
-    confirm.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float, help="default: the study's")
-    confirm.add_argument("--max-concurrent", dest="max_concurrent", type=int, help="default: the study's")
-    confirm.add_argument("--address", help="Ray cluster address; 'auto' joins a running cluster")
+    add_flags(confirm, [replace(STUDY_SETTINGS[name], help=f"{STUDY_SETTINGS[name].help} (default: the study's)")
+                        for name in RECORDED_RUNTIME], show_default=False)
+    add_flags(confirm, [STUDY_SETTINGS["address"]], show_default=False)
     confirm.set_defaults(handler=run_confirm)
 
 
@@ -40,9 +41,9 @@ def check_run(text: str) -> str:
     try:
         run = locate(text)
     except ValueError as error:
-        raise UsageError(f"run: {error}") from None
+        raise InputError("run", problem=str(error)) from None
     if is_empty(run / "results" / "trials"):
-        raise UsageError(f"run: no study results in {text} (expected {run / 'results' / 'trials'}/)")
+        raise InputError("run", problem=f"no study results in {text} (expected {run / 'results' / 'trials'}/)")
     return run.uri
 
 
@@ -52,19 +53,20 @@ def run_report(args: argparse.Namespace) -> int:
     run = check_run(args.run)
     try:
         out = write_report(run)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    except ValueError:  # the one ValueError write_report raises: no trial succeeded
+        raise InputError("run", "a study with a successful trial", args.run) from None
     print(f"report: {out}/")
     return 0
 
 
 def run_confirm(args: argparse.Namespace) -> int:
     if args.per_group and args.top is not None:
-        raise UsageError(f"top: --top and --per-group exclude each other, got --top {args.top} and --per-group")
+        raise InputError("top", problem=f"--top and --per-group exclude each other, got --top {args.top} and "
+                                        "--per-group")
     top = DEFAULT_TOP if args.top is None and not args.per_group else args.top
     for name, value in (("top", top), ("seeds", args.seeds)):
         if value is not None and value < 1:
-            raise UsageError(f"{name}: expected >= 1, got {value}")
+            raise InputError(name, ">= 1", value)
     run = check_run(args.run)
     runtime = confirm_runtime(args, run)
     from study import cluster  # imports Ray

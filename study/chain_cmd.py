@@ -12,55 +12,33 @@ from typing import Any
 
 from tqdm import tqdm
 
-from study.errors import UsageError
+from trainables.typed import InputError
+from study.flags import add_flags, flag_values
 from trainables import ChainConfig, ChainResult, HopDiverged, train_chain
-from trainables.data import DataBundle, DataError, load_chain_data
-from trainables.methods import all_params
-
-# flag → config field, for the flags that map one to one (the KD methods' settings get theirs from the registry)
-FLAG_FIELDS = ("dataset", "data_dir", "teacher", "student", "method", "epochs", "seed", "width", "init", "lr",
-               "lr_schedule", "batch_size", "train_size", "val_size", "fit_size", "kl_reduction", "device",
-               "precision")
+from trainables.config import CHAIN_SETTINGS
+from trainables.data import DataBundle, load_chain_data
+from trainables.methods import Param, all_params
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("chain", help="train one KD chain without Ray and write its result as JSON")
     parser.add_argument("--config", type=Path, help="JSON file with a flat chain config (flags override it)")
-    parser.add_argument("--dataset", help="mnist5k (default, embedded), digits, cifar10, cifar100")
-    parser.add_argument("--data-dir", dest="data_dir", help="folder with CIFAR files in torchvision's layout")
     parser.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir if missing")
-    parser.add_argument("--teacher", help="teacher architecture, e.g. plain10 or resnet56")
-    parser.add_argument("--tas", help="TA depths top-down, comma-separated (e.g. 8,6,4 or plain8,plain6); may be empty")
-    parser.add_argument("--student", help="student architecture, e.g. plain2")
-    parser.add_argument("--method", help="nokd, kd, takd, dgkd, ensemble, or any registered method")
-    for param in all_params().values():
-        parser.add_argument(f"--{param.name.replace('_', '-')}", dest=param.name, type=param.kind, help=param.help)
-    parser.add_argument("--epochs", type=int, help="epochs per hop")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--width", type=float, help="channel width multiplier")
-    parser.add_argument("--init", help="reference (as each family's reference code; default) or he")
-    parser.add_argument("--kl-reduction", dest="kl_reduction",
-                        help="batchmean (default) or mean (the reference code's, divided by the class count)")
-    parser.add_argument("--precision", help="auto (bf16 autocast on CUDA; default), fp32 or bf16")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--lr-schedule", dest="lr_schedule", help="constant or cosine")
-    parser.add_argument("--batch-size", dest="batch_size", type=int)
-    parser.add_argument("--train-size", dest="train_size", type=int, help="train on a stratified subset")
-    parser.add_argument("--val-size", dest="val_size", type=float, help="validation hold-out: fraction or count")
-    parser.add_argument("--fit-size", dest="fit_size", type=float,
-                        help="fit hold-out, out of the training images: fraction or count, 0 = none (default); "
-                             "--weighting learned needs it (the ensemble's weights are fitted there)")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--device", help="auto, cpu or cuda[:N]")
+    add_flags(parser, _settings())
     parser.add_argument("--out", type=Path, help="write the result as JSON to this file")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(handler=run)
 
 
+def _settings() -> list[Param]:
+    """Every chain setting, then every KD method's (those of a method added later too)."""
+    return [*CHAIN_SETTINGS.values(), *all_params().values()]
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     _check_writable("out", args.out)
-    data = _load_data(cfg, args.download)
+    data = load_chain_data(cfg, download=args.download)
     try:
         result = _train_with_progress(cfg, data, args.progress)
     except HopDiverged as diverged:
@@ -75,12 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 def config_from_args(args: argparse.Namespace) -> ChainConfig:
     flat = read_config_file(args.config) if args.config else {}
-    names = (*FLAG_FIELDS, *all_params())
-    flat.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
-    if args.augment is not None:
-        flat["augment"] = args.augment
-    if args.tas is not None:
-        flat["ta_depths"] = parse_tas(args.tas)
+    flat.update(flag_values(args, _settings()))
     return ChainConfig.from_flat(flat)
 
 
@@ -89,34 +62,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f"config: cannot read {path} as JSON ({error})") from None
+        raise InputError("config", problem=f"cannot read {path} as JSON ({error})") from None
     if isinstance(data, dict) and isinstance(data.get("config"), dict):
         data = data["config"]
     if not isinstance(data, dict):
-        raise UsageError(f"config: expected a JSON object in {path}")
+        raise InputError("config", problem=f"expected a JSON object in {path}")
     return data
-
-
-def parse_tas(text: str) -> list[int]:
-    depths = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        digits = item.lstrip("abcdefghijklmnopqrstuvwxyz")
-        if not digits.isdigit():
-            raise UsageError(f"tas: expected depths like 8,6,4 or plain8,plain6, got {item!r}")
-        depths.append(int(digits))
-    return depths
 
 
 def _check_writable(name: str, path: Path | None) -> None:
     if path is not None and not os.access(path.parent.resolve(), os.W_OK):
-        raise UsageError(f"{name}: cannot write to {path.parent} (missing or not writable)")
-
-
-def _load_data(cfg: ChainConfig, download: bool) -> DataBundle:
-    try:
-        return load_chain_data(cfg, download=download)
-    except DataError as error:
-        raise UsageError(str(error)) from None
+        raise InputError(name, problem=f"cannot write to {path.parent} (missing or not writable)")
 
 
 def _train_with_progress(cfg: ChainConfig, data: DataBundle, progress: bool) -> ChainResult:

@@ -7,8 +7,7 @@ import signal
 import sys
 
 from study import analysis_cmds, chain_cmd, run_cmd
-from study.errors import UsageError, signal_exit_code
-from trainables.config import ConfigError
+from study.errors import InputError, signal_exit_code
 
 COMMANDS = (chain_cmd, run_cmd)
 
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, ConfigError) as error:
+    except InputError as error:  # bad input, whichever layer found it: one line naming the field
         print(f"kdstudy {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the study's own handler is in place

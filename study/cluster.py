@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 import ray
-import ray._private.worker
 
 from study.errors import UsageError
 
@@ -29,7 +28,12 @@ def connect(address: str | None) -> None:
 def _quiet_node_deaths() -> None:
     """The driver's error listener (a thread `ray.init` starts whatever `log_to_driver` says) prints what it
     receives through this module function of Ray, looked up at each call: the one place to leave node deaths out,
-    and it also covers a Ray that was initialised before `connect` (the tests' session cluster)."""
+    and it also covers a Ray that was initialised before `connect` (the tests' session cluster).
+
+    Ray's only private member the study uses (checked against Ray 2.60): the listener prints to `sys.stdout`, not
+    through logging, and neither `log_to_driver` nor any documented RAY_* setting turns it off."""
+    import ray._private.worker
+
     printer = ray._private.worker.print_to_stdstream
     if getattr(printer, "leaves_out_node_deaths", False):
         return
@@ -88,4 +92,4 @@ def check_request(cpus: float, gpus: float, capacity: dict[str, float], where: s
         have = capacity.get(kind, 0.0)
         if wanted > have:
             has = f"has {have:g} {kind}s" if have else f"has no {kind}"
-            raise UsageError(f"{name}: {wanted:g} per trial, but {where} {has}")
+            raise UsageError(name, problem=f"{wanted:g} per trial, but {where} {has}")

@@ -61,7 +61,7 @@ def chosen_sources(trials: pd.DataFrame, top: int | None, per_group: bool) -> li
     group (`per_group`, in report group order), or else the `top` best distinct configurations."""
     best = ranked(trials)
     if best.empty:
-        raise UsageError("run: no successful trial to confirm")
+        raise UsageError("run", problem="no successful trial to confirm")
     if per_group:
         best = sort_by_group(best.drop_duplicates("group", keep="first"))
     chosen: dict[str, dict[str, Any]] = {}

@@ -1,9 +1,13 @@
-"""How the CLI ends badly: the one error type it turns into a one-line message and exit code 2, and the exit code
-of a signal."""
+"""How the CLI ends badly: the one bad-input error it turns into a one-line message and exit code 2
+(`trainables.typed.InputError`, raised by config, method settings, data, models and the study spec alike), and the
+exit code of a signal."""
 
+from trainables.typed import InputError
 
-class UsageError(ValueError):
-    """Bad input from the user; the message is one line that starts with the offending field."""
+# The CLI's name for the one bad-input error: the same class.
+UsageError = InputError
+
+__all__ = ["InputError", "UsageError", "signal_exit_code"]
 
 
 def signal_exit_code(signum: int) -> int:

@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.storage import Location, is_empty, locate, read_bytes, write_bytes
-from study.errors import UsageError, signal_exit_code
-from study.spec import StudySpec, load_spec, preset_names, preset_summary
+from study.errors import signal_exit_code
+from study.flags import add_flags, flag_values
+from study.spec import STUDY_SETTINGS, StudySpec, load_spec, preset_names, preset_summary
+from trainables.typed import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from study.runner import StudyOutcome
 
-# flag dest → spec field, where they differ only in spelling
-FLAGS = ("name", "storage", "dataset", "data_dir", "teacher", "student", "ta_candidates", "methods", "trials",
-         "epochs", "seed", "objectives", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures",
-         "address", "scheduler")
 SETTINGS_FILE = "study.json"
 # study.json's section of how the last session ran its trials: rewritten by each session, never compared (a rerun
 # may change where and how it runs), read by `kdstudy confirm` for its defaults.
@@ -34,24 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--spec", type=Path, help="study spec (TOML); flags override it")
     source.add_argument("--preset", help="a study spec shipped with kdstudy (see --list-presets); flags override it")
     parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    parser.add_argument("--name", help="study name: results go to <storage>/<name>/ (default: default)")
-    parser.add_argument("--storage", help="local folder or pyarrow URI, e.g. s3://bucket/studies (default: runs)")
-    parser.add_argument("--dataset")
-    parser.add_argument("--data-dir", dest="data_dir")
-    parser.add_argument("--teacher")
-    parser.add_argument("--student")
-    parser.add_argument("--ta-candidates", dest="ta_candidates", help="candidate TA depths, e.g. 8,6,4")
-    parser.add_argument("--methods", help="methods to consider, e.g. takd,dgkd,ensemble")
-    parser.add_argument("--trials", type=int, help="trials in all; a larger number grows an existing study")
-    parser.add_argument("--epochs", type=int, help="epochs per hop")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--objectives", help="student_val_acc, or student_val_acc,train_flops (multi-objective)")
-    parser.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float)
-    parser.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float, help="fractions share a GPU")
-    parser.add_argument("--max-concurrent", dest="max_concurrent", type=int)
-    parser.add_argument("--max-failures", dest="max_failures", type=int, help="retries of a failed trial")
-    parser.add_argument("--address", help="Ray cluster address; 'auto' joins a running cluster")
-    parser.add_argument("--scheduler", help="none or asha (early stopping on the student's epochs)")
+    add_flags(parser, STUDY_SETTINGS.values())
     parser.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
     parser.set_defaults(handler=run)
 
@@ -61,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name}: {preset_summary(name)}")
         return 0
-    spec = load_spec(args.spec, {name: getattr(args, name) for name in FLAGS}, preset=args.preset)
+    spec = load_spec(args.spec, flag_values(args, STUDY_SETTINGS.values()), preset=args.preset)
     check_storage(spec.storage)
     grown = check_settings(spec)
     check_resources(spec)
@@ -79,14 +60,14 @@ def check_storage(storage: str) -> None:
     try:
         location = locate(storage)
     except ValueError as error:
-        raise UsageError(f"storage: {error}") from None
+        raise InputError("storage", problem=str(error)) from None
     if not location.is_local:
         return
     path = Path(location.path)
     while not path.exists():
         path = path.parent
     if not path.is_dir() or not os.access(path, os.W_OK):
-        raise UsageError(f"storage: {storage} is not writable ({path} is not a writable folder)")
+        raise InputError("storage", problem=f"{storage} is not writable ({path} is not a writable folder)")
 
 
 def check_settings(spec: StudySpec) -> int | None:
@@ -95,7 +76,7 @@ def check_settings(spec: StudySpec) -> int | None:
     stored = read_settings(spec.run)
     if stored is None:
         if not is_empty(spec.run):
-            raise UsageError(f"name: {spec.run} holds files but no {SETTINGS_FILE}; use another --name")
+            raise InputError("name", problem=f"{spec.run} holds files but no {SETTINGS_FILE}; use another --name")
         return None
     stored = {name: value for name, value in stored.items() if name != RUNTIME}
     current = spec.settings()
@@ -105,8 +86,8 @@ def check_settings(spec: StudySpec) -> int | None:
         changed.insert(0, "trials")
     if changed:
         diffs = ", ".join(f"{name} {_show(stored.get(name))} → {_show(current.get(name))}" for name in changed)
-        raise UsageError(f"settings: {spec.run} was started with other settings ({diffs}); a study can only grow "
-                         f"(a larger --trials); use another --name for new settings")
+        raise InputError("settings", problem=f"{spec.run} was started with other settings ({diffs}); a study can "
+                                             "only grow (a larger --trials); use another --name for new settings")
     return stored["trials"] if spec.trials > stored["trials"] else None
 
 

@@ -15,7 +15,7 @@ from optuna.trial import Trial
 
 from study.spec import StudySpec
 from trainables import ChainConfig
-from trainables.config import ConfigError
+from trainables.typed import InputError
 from trainables.methods import Param, all_params, method_class
 
 TA_PARAM = "ta_depths"
@@ -49,7 +49,7 @@ def suggest(trial: Trial, spec: StudySpec) -> dict[str, Any]:
     return {TA_PARAM: depths_of(trial.suggest_categorical(TA_PARAM, ta_subsets(spec.ta_candidates)))}
 
 
-def invalid_draw(spec: StudySpec) -> str | None:
+def invalid_draw(spec: StudySpec) -> InputError | None:
     """Why some chain the space can draw is invalid, or None: every method × every TA subset × both ends of each
     searched range (and every searched choice), so that a study is refused when its spec is read rather than
     aborted by the draw.
@@ -63,13 +63,12 @@ def invalid_draw(spec: StudySpec) -> str | None:
         for subset, values in product(subsets, _corners(method.params, spec)):
             try:
                 ChainConfig.from_flat({**base, **values, "method": name, TA_PARAM: depths_of(subset)})
-            except ConfigError as error:
+            except InputError as error:
                 chain = f"TAs {subset.replace('-', ', ')}" if subset else "no TA"
-                field = str(error).split(':', 1)[0]
-                if field not in all_params():  # a chain setting that the drawn method cannot take
-                    return f"chain.{error} (method {name} with {chain} can draw it)"
-                return (f"search.{error} (method {name} with {chain} can draw it); narrow [search] {field} "
-                        "or ta_candidates")
+                drawn = f" (method {name} with {chain} can draw it)"
+                if error.field not in all_params():  # a chain setting that the drawn method cannot take
+                    return error.within("chain.", drawn)
+                return error.within("search.", f"{drawn}; narrow [search] {error.field} or ta_candidates")
     return None
 
 

@@ -1,5 +1,10 @@
 """The study spec: what to search, on what data, with which resources. TOML file (or a packaged preset) + CLI
-overrides, validated completely before Ray starts."""
+overrides, validated completely before Ray starts.
+
+Each study setting is declared once on `StudySpec` (`setting`: type, default, bounds or choices, help, and whether it
+is a runtime setting); a chain setting the study sets for all its trials is the chain's declaration (`same_as`),
+with the study's own default where it differs. `STUDY_SETTINGS` reads them back: `kdstudy run`'s flags, the checks
+below and the README's table of settings follow."""
 
 from __future__ import annotations
 
@@ -13,18 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from analysis.storage import Location, locate
-from study.errors import UsageError
-from trainables.config import ChainConfig, ConfigError
-from trainables.methods import all_params, method_class, method_names
+from trainables.config import CHAIN_SETTINGS, ChainConfig
+from trainables.methods import Param, all_params, method_class, method_names
+from trainables.methods.params import declared, setting
 from trainables.models import parse_arch
-from trainables.typed import coerce
+from trainables.typed import InputError, coerce
 
 OBJECTIVES = {"student_val_acc": "max", "train_flops": "min"}
 SCHEDULERS = ("none", "asha")
-# Chain fields set by top-level study keys rather than by [chain].
-STUDY_LEVEL_CHAIN_FIELDS = ("dataset", "data_dir", "teacher", "student", "epochs", "seed")
-# Settings that say where and how a study runs, not what it finds: a rerun may change them freely.
-RUNTIME_FIELDS = ("name", "storage", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "address")
 # The runtime settings a study records beside its settings, so that the commands run after it (`kdstudy confirm`)
 # run its trials as it did: a CIFAR study on GPUs must not be confirmed on CPUs.
 RECORDED_RUNTIME = ("cpus_per_trial", "gpus_per_trial", "max_concurrent")
@@ -48,26 +49,35 @@ def _searched_fields() -> tuple[str, ...]:
     return ("method", "ta_depths", *all_params())
 
 
+def _chain(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A chain setting set by a top-level study key for every trial: the chain's declaration, and its default
+    unless the study declares its own."""
+    chain_setting = CHAIN_SETTINGS[name]
+    return setting(chain_setting.default if default is dataclasses.MISSING else default, same_as=chain_setting)
+
+
 @dataclass(frozen=True)
 class StudySpec:
-    name: str = "default"
-    storage: str = "runs"
-    dataset: str = "mnist5k"
-    data_dir: str | None = None
-    teacher: str = "plain10"
-    student: str = "plain2"
-    ta_candidates: tuple[int, ...] = (8, 6, 4)
-    methods: tuple[str, ...] = field(default_factory=method_names)
-    epochs: int = 8
-    trials: int = 12
-    seed: int = 0
-    objectives: tuple[str, ...] = ("student_val_acc",)
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 2
-    max_failures: int = 1
-    address: str | None = None
-    scheduler: str = "none"
+    name: str = setting("default", "study name: results go to STORAGE/NAME/", scope="runtime")
+    storage: str = setting("runs", "local folder or pyarrow URI, e.g. s3://bucket/studies", scope="runtime")
+    dataset: str = _chain("dataset")
+    data_dir: str | None = _chain("data_dir")
+    teacher: str = _chain("teacher")
+    student: str = _chain("student")
+    ta_candidates: tuple[int, ...] = setting((8, 6, 4), "candidate TA depths, e.g. 8,6,4")
+    methods: tuple[str, ...] = setting(help="methods to consider, e.g. takd,dgkd,ensemble", factory=method_names)
+    # The default study is small enough for 2 CPU cores in a few minutes; a single chain's default stays 10.
+    epochs: int = _chain("epochs", 8)
+    trials: int = setting(12, "trials in all; a larger number grows an existing study", low=1)
+    seed: int = _chain("seed")
+    objectives: tuple[str, ...] = setting(("student_val_acc",), "student_val_acc, or student_val_acc,train_flops "
+                                                               "(multi-objective)")
+    cpus_per_trial: float = setting(1.0, "CPUs per trial", low=0.0, low_open=True, scope="runtime")
+    gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions share a GPU", low=0.0, scope="runtime")
+    max_concurrent: int = setting(2, "trials at a time", low=1, scope="runtime")
+    max_failures: int = setting(1, "retries of a failed trial", low=0, scope="runtime")
+    address: str | None = setting(None, "Ray cluster address; 'auto' joins a running cluster", scope="runtime")
+    scheduler: str = setting("none", "none or asha (early stopping on the student's epochs)", choices=SCHEDULERS)
     # Per method setting, the searched range ([low, high]) or subset of choices, instead of the setting's default.
     search: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_CHAIN))
@@ -108,6 +118,13 @@ class StudySpec:
         return {name: getattr(self, name) for name in RECORDED_RUNTIME}
 
 
+STUDY_SETTINGS: dict[str, Param] = declared(StudySpec, "study")
+# Settings that say where and how a study runs, not what it finds: a rerun may change them freely.
+RUNTIME_FIELDS = tuple(name for name, p in STUDY_SETTINGS.items() if p.scope == "runtime")
+# Chain fields set by top-level study keys rather than by [chain].
+STUDY_LEVEL_CHAIN_FIELDS = tuple(name for name, p in STUDY_SETTINGS.items() if p.scope == "chain")
+
+
 def load_spec(path: Path | None, overrides: dict[str, Any], preset: str | None = None) -> StudySpec:
     """Spec from a TOML file or a preset (top-level keys, `[search]` ranges, `[chain]` fixed chain settings), then
     flag overrides."""
@@ -132,7 +149,7 @@ def preset_names() -> list[str]:
 
 def preset_path(name: str) -> Path:
     if name not in preset_names():
-        raise UsageError(f"preset: unknown preset {name!r}; expected one of {', '.join(preset_names())}")
+        raise InputError("preset", problem=f"unknown preset {name!r}; expected one of {', '.join(preset_names())}")
     return Path(str(PRESETS / f"{name}.toml"))
 
 
@@ -147,20 +164,20 @@ def _read_toml(path: Path, name: str = "spec") -> dict[str, Any]:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except OSError as error:
-        raise UsageError(f"{name}: cannot read {path} ({error.strerror})") from None
+        raise InputError(name, problem=f"cannot read {path} ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{name}: {path} is not valid TOML ({error})") from None
+        raise InputError(name, problem=f"{path} is not valid TOML ({error})") from None
 
 
 def _table(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UsageError(f"{name}: expected a table of settings, got {value!r}")
+        raise InputError(name, "a table of settings", value)
     return dict(value)
 
 
 def _range_value(name: str, value: Any) -> list[Any]:
     if not isinstance(value, (list, tuple)):
-        raise UsageError(f"{name}: expected [low, high], got {value!r}")
+        raise InputError(name, "[low, high]", value)
     return list(value)
 
 
@@ -169,54 +186,48 @@ def _search(search: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     checked = {}
     for name, value in search.items():
         if name not in params:
-            raise UsageError(f"search.{name}: not a setting of any method; expected one of {', '.join(params)}")
+            raise InputError(f"search.{name}", problem=f"not a setting of any method; expected one of "
+                                                       f"{', '.join(params)}")
         if not isinstance(value, (list, tuple)):
-            raise UsageError(f"search.{name}: expected a list, got {value!r}")
+            raise InputError(f"search.{name}", "a list", value)
         try:
             checked[name] = params[name].check_search(tuple(value))
-        except ValueError as error:
-            raise UsageError(f"search.{error}") from None
+        except InputError as error:
+            raise error.within("search.") from None
     return checked
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(StudySpec)
-    known = {f.name for f in dataclasses.fields(StudySpec)} - {"chain", "search"}
     typed = {}
     for name, value in values.items():
-        if name not in known:
-            expected = ", ".join(sorted(known | {"chain", "search", *RANGE_KEYS}))
-            raise UsageError(f"{name}: unknown study key; expected one of {expected}")
-        if isinstance(value, str) and typing.get_origin(hints[name]) is tuple:
-            value = [v.strip() for v in value.split(",") if v.strip()]  # from a flag: "8,6,4"
-        try:
-            typed[name] = coerce(name, hints[name], value)
-        except ConfigError as error:
-            raise UsageError(str(error)) from None
+        if name not in STUDY_SETTINGS:
+            expected = ", ".join(sorted({*STUDY_SETTINGS, "chain", "search", *RANGE_KEYS}))
+            raise InputError(name, problem=f"unknown study key; expected one of {expected}")
+        kind = STUDY_SETTINGS[name].kind
+        if isinstance(value, str) and typing.get_origin(kind) is tuple:
+            value = [v.strip() for v in value.split(",") if v.strip()]  # TOML's "takd,dgkd" for a list
+        typed[name] = coerce(name, kind, value)
     return typed
 
 
 def _check(condition: bool, name: str, message: str) -> None:
     if not condition:
-        raise UsageError(f"{name}: {message}")
+        raise InputError(name, problem=message)
 
 
 def validate(spec: StudySpec) -> StudySpec:
     _check(bool(spec.name) and "/" not in spec.name and "?" not in spec.name, "name",
            f"expected a folder name, got {spec.name!r}")
-    _check(spec.trials >= 1, "trials", f"expected >= 1, got {spec.trials}")
-    _check(spec.epochs >= 1, "epochs", f"expected >= 1, got {spec.epochs}")
+    for name, declared_setting in STUDY_SETTINGS.items():
+        declared_setting.check(getattr(spec, name))
     _check(bool(spec.methods) and all(m in method_names() for m in spec.methods)
            and len(set(spec.methods)) == len(spec.methods), "methods",
            f"expected distinct methods among {', '.join(method_names())}, got {list(spec.methods)}")
     _check(1 <= len(spec.objectives) <= 2 and all(o in OBJECTIVES for o in spec.objectives)
            and len(set(spec.objectives)) == len(spec.objectives), "objectives",
            f"expected one or two of {', '.join(OBJECTIVES)}, got {list(spec.objectives)}")
-    _check(spec.scheduler in SCHEDULERS, "scheduler", f"expected none or asha, got {spec.scheduler!r}")
     _check(not (spec.scheduler == "asha" and spec.multi_objective), "scheduler",
            "asha needs a single objective (it stops trials on one metric)")
-    check_runtime(spec.runtime())
-    _check(spec.max_failures >= 0, "max_failures", f"expected >= 0, got {spec.max_failures}")
     _check_search(spec)
     _check_chain(spec)
     _check_draws(spec)
@@ -225,9 +236,8 @@ def validate(spec: StudySpec) -> StudySpec:
 
 def check_runtime(runtime: dict[str, Any]) -> None:
     """The rules of the recorded runtime settings: a spec's, and those `kdstudy confirm` resolves."""
-    _check(runtime["cpus_per_trial"] > 0, "cpus_per_trial", f"expected > 0, got {runtime['cpus_per_trial']}")
-    _check(runtime["gpus_per_trial"] >= 0, "gpus_per_trial", f"expected >= 0, got {runtime['gpus_per_trial']}")
-    _check(runtime["max_concurrent"] >= 1, "max_concurrent", f"expected >= 1, got {runtime['max_concurrent']}")
+    for name, value in runtime.items():
+        STUDY_SETTINGS[name].check(value)
 
 
 def _check_search(spec: StudySpec) -> None:
@@ -251,10 +261,9 @@ def _check_chain(spec: StudySpec) -> None:
     _check(bool(candidates) or not needs_tas, "ta_candidates", f"methods {needs_tas} need TA candidates")
     try:
         base = ChainConfig.from_flat({**spec.base_config(), "method": "kd"})
-    except ConfigError as error:
-        field_name = str(error).split(":", 1)[0]
+    except InputError as error:
         # name the field where the user wrote it: a top-level study key, or a key of [chain]
-        raise UsageError(str(error) if field_name in STUDY_LEVEL_CHAIN_FIELDS else f"chain.{error}") from None
+        raise error.within("" if error.field in STUDY_LEVEL_CHAIN_FIELDS else "chain.") from None
     _check_data(base)
 
 
@@ -263,21 +272,15 @@ def _check_draws(spec: StudySpec) -> None:
 
     problem = invalid_draw(spec)
     if problem is not None:
-        raise UsageError(problem)
+        raise problem
 
 
 def _arch(name: str, arch: str) -> tuple[str, int]:
-    try:
-        return parse_arch(arch)
-    except ValueError as error:
-        raise UsageError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+    return parse_arch(arch, field=name)
 
 
 def _check_data(base: ChainConfig) -> None:
     """Loads the dataset's files once in the driver: a missing data dir must fail here, not in every trial."""
-    from trainables.data import DataError, load_chain_data
+    from trainables.data import load_chain_data
 
-    try:
-        load_chain_data(base)
-    except DataError as error:
-        raise UsageError(str(error)) from None
+    load_chain_data(base)

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from trainables.config import ChainConfig, ConfigError
+from trainables.config import ChainConfig
 from trainables.hops import plan_chain
+from trainables.typed import InputError
 
 
 def test_flat_round_trip_and_defaults() -> None:
@@ -22,7 +23,7 @@ def test_flat_round_trip_and_defaults() -> None:
 def test_settings_of_other_methods_may_be_null_but_not_set() -> None:
     row = {"method": "takd", "ta_depths": [6], "weighting": None, "drop": None}  # a Parquet row's nulls
     assert ChainConfig.from_flat(row).params == {"temperature": 4.0, "alpha": 0.5}
-    with pytest.raises(ConfigError, match="^weighting: not a setting of method 'takd'"):
+    with pytest.raises(InputError, match="^weighting: not a setting of method 'takd'"):
         ChainConfig.from_flat({**row, "weighting": "mean"})
 
 
@@ -97,10 +98,10 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize("flat, field", MALFORMED, ids=[f"{f}-{i}" for i, (_, f) in enumerate(MALFORMED)])
 def test_malformed_config_is_rejected_naming_the_field(flat: dict[str, Any], field: str) -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InputError) as error:
         ChainConfig.from_flat(flat)
     message = str(error.value)
-    assert message.startswith(f"{field}: ")
+    assert error.value.field == field and message.startswith(f"{field}: ")
     assert "\n" not in message
 
 

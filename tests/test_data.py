@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import (DataBundle, DataError, Split, available_datasets, iterate_batches, load_dataset,
-                             split_positions)
+from trainables.data import DataBundle, Split, available_datasets, iterate_batches, load_dataset, split_positions
 from trainables.data.splits import stratified_split
+from trainables.typed import InputError
 
 
 @pytest.fixture(scope="module")
@@ -202,15 +202,15 @@ def test_corrupt_cifar_file(tmp_path: Path) -> None:
 
 def _error(**kwargs: object) -> str:
     name = kwargs.pop("name", "mnist5k")
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         load_dataset(name, **kwargs)  # type: ignore[arg-type]
     message = str(info.value)
-    assert "\n" not in message
+    assert "\n" not in message and message.startswith(f"{info.value.field}: ")
     return message
 
 
 def test_unknown_dataset() -> None:
-    assert _error(name="x") == "dataset: unknown dataset 'x'; expected one of cifar10, cifar100, digits, mnist5k"
+    assert _error(name="x") == "dataset: expected one of cifar10, cifar100, digits, mnist5k, got 'x'"
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -238,7 +238,7 @@ def test_bad_train_size(train_size: object) -> None:
 
 
 def test_errors_are_value_errors() -> None:
-    assert issubclass(DataError, ValueError)
+    assert issubclass(InputError, ValueError)
 
 
 # ---------------------------------------------------------------- batching

@@ -14,6 +14,7 @@ from trainables.models import (
     inference_flops,
     parse_arch,
 )
+from trainables.typed import InputError
 
 PLAIN_DEPTHS = (2, 3, 4, 5, 6, 7, 8, 9, 10)
 RESNET_DEPTHS = (8, 14, 20, 26, 32, 44, 56, 110)
@@ -56,7 +57,7 @@ def test_parse_arch_examples() -> None:
 
 @pytest.mark.parametrize("bad", ["x", "plain12", "resnet21", "vgg16", "plain", "Plain2", ""])
 def test_unknown_arch_names_the_field(bad: str) -> None:
-    with pytest.raises(ValueError, match=r"^arch: unknown architecture .*plain2, plain3"):
+    with pytest.raises(InputError, match=r"^arch: expected one of plain2, plain3, .*, got "):
         parse_arch(bad)
     with pytest.raises(ValueError, match=r"^arch:"):
         build_model(bad, 10, 3, 32)

@@ -5,6 +5,7 @@ from trainables.config import ChainConfig, ConfigError
 from trainables.divergence import HopDiverged
 from trainables.results import ChainResult, HopResult
 from trainables.store import MemoryStore, ModelStore, StoredHop
+from trainables.typed import InputError
 
-__all__ = ["ChainConfig", "ChainResult", "ConfigError", "HopDiverged", "HopResult", "MemoryStore", "ModelStore",
-           "StoredHop", "train_chain"]
+__all__ = ["ChainConfig", "ChainResult", "ConfigError", "HopDiverged", "HopResult", "InputError", "MemoryStore",
+           "ModelStore", "StoredHop", "train_chain"]

@@ -1,20 +1,26 @@
 """The typed, frozen description of one KD chain; built from the flat dicts that Optuna, JSON and the CLI produce.
 
-The chain's own fields are declared here; the settings of its KD method (T, α, an ensemble's weighting, …) are
+The chain's own settings are declared here, once each (`setting`: type, default, bounds or choices, help), and read
+back as `CHAIN_SETTINGS`, from which the CLI's flags, the bounds checks and the README's table follow; the settings
+of its KD method (T, α, an ensemble's weighting, …) are
 declared by the method class (`trainables.methods`) and kept in `params`. In the flat form both sit side by side,
 so a Parquet row, a JSON file or an Optuna trial holds one flat set of named values.
 """
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from trainables.typed import ConfigError, coerce
+from trainables.methods.params import Param, declared, setting
+from trainables.models import INITS, parse_arch
+from trainables.typed import InputError, coerce
 
-__all__ = ["ChainConfig", "ConfigError", "KL_REDUCTIONS", "LR_SCHEDULES", "MAX_BATCH_SIZE", "MAX_WIDTH",
-           "PRECISIONS"]
+__all__ = ["CHAIN_SETTINGS", "ChainConfig", "ConfigError", "InputError", "KL_REDUCTIONS", "LR_SCHEDULES",
+           "MAX_BATCH_SIZE", "MAX_WIDTH", "PRECISIONS"]
+
+# The former name of the one bad-input error, kept for the modules that still catch it by that name.
+ConfigError = InputError
 
 LR_SCHEDULES = ("constant", "cosine")
 # "batchmean": the true KL per sample; "mean": the reference code's nn.KLDivLoss(), which also divides by C.
@@ -29,40 +35,45 @@ MAX_BATCH_SIZE = 2**16
 class ChainConfig:
     """One chain: teacher → TAs → student, the KD method and the training recipe (shared by every hop)."""
 
-    dataset: str = "mnist5k"
-    data_dir: str | None = None
-    val_size: float = 0.1
+    dataset: str = setting("mnist5k", "mnist5k (embedded), digits, cifar10, cifar100, or any registered dataset")
+    data_dir: str | None = setting(None, "folder with CIFAR files in torchvision's layout")
+    val_size: float = setting(0.1, "validation hold-out, out of the training images: a fraction or a count")
     # Training images held out for what a method fits besides the hops (the learned ensemble's stacking weights):
     # a fraction or a count, like val_size; 0 = none. No hop trains on them, no selection or ranking reads them.
-    fit_size: float = 0.0
-    train_size: int | None = None
-    augment: bool = False
+    fit_size: float = setting(0.0, "fit hold-out, out of the training images: a fraction or a count, 0 = none; "
+                                   "weighting learned needs it (the ensemble's weights are fitted there)")
+    train_size: int | None = setting(None, "train on a stratified subset of this many images", low=1)
+    augment: bool = setting(False, "random crops and flips of the training images")
 
-    teacher: str = "plain10"
-    ta_depths: tuple[int, ...] = ()
-    student: str = "plain2"
-    width: float = 1.0
-    init: str = "reference"  # as each family's reference code; "he" = He-normal fan-out, no conv bias
+    teacher: str = setting("plain10", "teacher architecture, e.g. plain10 or resnet56")
+    ta_depths: tuple[int, ...] = setting((), "TA depths top-down, comma-separated (e.g. 8,6,4 or plain8,plain6), in "
+                                             "the teacher's family; may be empty", flag="tas")
+    student: str = setting("plain2", "student architecture, e.g. plain2")
+    width: float = setting(1.0, "channel width multiplier", low=0.0, low_open=True, high=MAX_WIDTH)
+    init: str = setting("reference", "reference (as each family's reference code) or he (He-normal fan-out, no "
+                                     "conv bias)", choices=INITS)
 
-    method: str = "kd"
+    method: str = setting("kd", "nokd, kd, takd, dgkd, ensemble, or any registered method")
     # The method's own settings, complete (defaults filled in) once constructed; see `trainables.methods`.
     params: dict[str, Any] = field(default_factory=dict, hash=False)
-    kl_reduction: str = "batchmean"
+    kl_reduction: str = setting("batchmean", "batchmean (the true KL per sample) or mean (the reference code's, "
+                                             "divided by the class count)", choices=KL_REDUCTIONS)
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.01
-    lr_schedule: str = "constant"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 anywhere
+    epochs: int = setting(10, "epochs per hop", low=1)
+    batch_size: int = setting(128, "images per batch", low=1, high=MAX_BATCH_SIZE)
+    lr: float = setting(0.01, "SGD learning rate", low=0.0, low_open=True)
+    lr_schedule: str = setting("constant", "constant, or cosine (annealed over each hop's epochs)",
+                               choices=LR_SCHEDULES)
+    momentum: float = setting(0.9, "SGD momentum", low=0.0, high=1.0, high_open=True)
+    weight_decay: float = setting(1e-4, "SGD weight decay", low=0.0)
+    seed: int = setting(0, "seed of the split, the initialisation and the batches", low=0)
+    device: str = setting("auto", "auto, cpu or cuda[:N]")
+    precision: str = setting("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         # Normalise types so equal configs compare and hash equal however they were built (200 vs 200.0).
-        for name, hint in _FIELD_HINTS.items():
-            object.__setattr__(self, name, coerce(name, hint, getattr(self, name)))
+        for name, declared_setting in CHAIN_SETTINGS.items():
+            object.__setattr__(self, name, coerce(name, declared_setting.kind, getattr(self, name)))
         object.__setattr__(self, "params", _method_params(self.method, self.params))
         _validate(self)
 
@@ -74,9 +85,9 @@ class ChainConfig:
         method's settings); with a value they are an error."""
         from trainables.methods import all_params
 
-        chain = {name: value for name, value in flat.items() if name in _FIELD_HINTS}
-        rest = {name: value for name, value in flat.items() if name not in _FIELD_HINTS}
-        known = sorted({*_FIELD_HINTS, *all_params()})
+        chain = {name: value for name, value in flat.items() if name in CHAIN_SETTINGS}
+        rest = {name: value for name, value in flat.items() if name not in CHAIN_SETTINGS}
+        known = sorted({*CHAIN_SETTINGS, *all_params()})
         for name in sorted(rest):
             _check(name in known, name, f"unknown config key; expected one of {', '.join(known)}")
         params = {name: value for name, value in rest.items() if value is not None}
@@ -157,8 +168,7 @@ class ChainConfig:
         return "→".join(self.archs)
 
 
-_FIELD_HINTS: dict[str, Any] = {name: hint for name, hint in typing.get_type_hints(ChainConfig).items()
-                                if name != "params"}
+CHAIN_SETTINGS: dict[str, Param] = declared(ChainConfig, "chain")
 
 
 def _holdout(size: float) -> float | int:
@@ -168,41 +178,34 @@ def _holdout(size: float) -> float | int:
 def _method_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
     from trainables.methods import all_params, method_class, param_values
 
-    try:
-        cls = method_class(method)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    cls = method_class(method)
     own = {p.name for p in cls.params}
     for name in sorted(set(given) - own):
         if name not in all_params():
-            raise ConfigError(f"{name}: unknown setting; method {method!r} takes {', '.join(sorted(own)) or 'none'}")
-        raise ConfigError(f"{name}: not a setting of method {method!r} "
-                          f"(it takes {', '.join(p.name for p in cls.params) or 'none'})")
-    try:
-        return param_values(cls, given)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+            raise InputError(name, problem=f"unknown setting; method {method!r} takes "
+                                           f"{', '.join(sorted(own)) or 'none'}")
+        raise InputError(name, problem=f"not a setting of method {method!r} "
+                                       f"(it takes {', '.join(p.name for p in cls.params) or 'none'})")
+    return param_values(cls, given)
 
 
 def _parse_arch(name: str, arch: str) -> tuple[str, int]:
-    from trainables.models import parse_arch
-
-    try:
-        return parse_arch(arch)
-    except ValueError as error:
-        raise ConfigError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+    return parse_arch(arch, field=name)
 
 
 def _check(condition: bool, name: str, message: str) -> None:
     if not condition:
-        raise ConfigError(f"{name}: {message}")
+        raise InputError(name, problem=message)
 
 
 def _validate(cfg: ChainConfig) -> None:
     _validate_data(cfg)
     _validate_chain(cfg)
     _validate_method(cfg)
-    _validate_recipe(cfg)
+    for name, declared_setting in CHAIN_SETTINGS.items():
+        declared_setting.check(getattr(cfg, name))
+    _check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"), "device",
+           f"expected auto, cpu or cuda[:N], got {cfg.device!r}")
 
 
 def _validate_data(cfg: ChainConfig) -> None:
@@ -210,22 +213,13 @@ def _validate_data(cfg: ChainConfig) -> None:
 
     names = available_datasets()
     _check(cfg.dataset in names, "dataset", f"expected one of {', '.join(names)}, got {cfg.dataset!r}")
-    try:
-        check_holdout_size("val_size", cfg.val_holdout)
-        check_holdout_size("fit_size", cfg.fit_holdout, optional=True)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    if cfg.train_size is not None:
-        _check(cfg.train_size >= 1, "train_size", f"expected a count >= 1 or null, got {cfg.train_size}")
+    check_holdout_size("val_size", cfg.val_holdout)
+    check_holdout_size("fit_size", cfg.fit_holdout, optional=True)
 
 
 def _validate_chain(cfg: ChainConfig) -> None:
     teacher_family, teacher_depth = _parse_arch("teacher", cfg.teacher)
     _, student_depth = _parse_arch("student", cfg.student)
-    _check(0 < cfg.width <= MAX_WIDTH, "width", f"expected a multiplier in (0, {MAX_WIDTH:g}], got {cfg.width}")
-    from trainables.models import INITS
-
-    _check(cfg.init in INITS, "init", f"expected one of {', '.join(INITS)}, got {cfg.init!r}")
     if cfg.method_class.teachers != "none":
         _check(teacher_depth > student_depth, "teacher",
                f"expected a model deeper than the student {cfg.student}, got {cfg.teacher}")
@@ -244,25 +238,8 @@ def _validate_chain(cfg: ChainConfig) -> None:
 def _validate_method(cfg: ChainConfig) -> None:
     problem = cfg.method_class.check(cfg)
     if problem is not None:
-        raise ConfigError(problem)
+        raise problem
     method = cfg.method_class
     _check(cfg.fit_size > 0 or not method.fits_on_fit_split(cfg.params), "fit_size",
            f"{method.title(cfg)} fits its weights on training images held out for it; expected a fraction in (0, 1) "
            f"or a count >= 1, got {cfg.fit_size:g}")
-    _check(cfg.kl_reduction in KL_REDUCTIONS, "kl_reduction",
-           f"expected one of {', '.join(KL_REDUCTIONS)}, got {cfg.kl_reduction!r}")
-
-
-def _validate_recipe(cfg: ChainConfig) -> None:
-    _check(cfg.epochs >= 1, "epochs", f"expected >= 1, got {cfg.epochs}")
-    _check(1 <= cfg.batch_size <= MAX_BATCH_SIZE, "batch_size",
-           f"expected 1 to {MAX_BATCH_SIZE}, got {cfg.batch_size}")
-    _check(cfg.lr > 0, "lr", f"expected > 0, got {cfg.lr}")
-    _check(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule",
-           f"expected one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
-    _check(0 <= cfg.momentum < 1, "momentum", f"expected a value in [0, 1), got {cfg.momentum}")
-    _check(cfg.weight_decay >= 0, "weight_decay", f"expected >= 0, got {cfg.weight_decay}")
-    _check(cfg.seed >= 0, "seed", f"expected >= 0, got {cfg.seed}")
-    _check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"), "device",
-           f"expected auto, cpu or cuda[:N], got {cfg.device!r}")
-    _check(cfg.precision in PRECISIONS, "precision", f"expected one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")

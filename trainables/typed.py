@@ -1,4 +1,5 @@
-"""Values from JSON, TOML, Optuna or the command line checked against a dataclass field's annotation.
+"""Values from JSON, TOML, Optuna or the command line checked against a dataclass field's annotation, and the one
+error that bad input raises.
 
 The one coercion rule of the project: `ChainConfig` and the study spec both build their fields through it.
 """
@@ -10,13 +11,38 @@ import typing
 from typing import Any
 
 
-class ConfigError(ValueError):
-    """A bad config value; the message is one line that starts with the field's name."""
+_UNSET: Any = object()
+
+
+class InputError(ValueError):
+    """Bad input, in one line that names its field: `field: expected X, got Y`, or `field: <what is wrong>` where
+    no single value is at fault (`problem`). Config, method settings, data, models and the study spec raise it;
+    the CLI prints it and exits 2. `field` is kept apart, so a caller that knows more says where the field was
+    written (`within("chain.")`) without reading the message back."""
+
+    def __init__(self, field: str, expected: str | None = None, got: Any = _UNSET, *, problem: str | None = None):
+        if (expected is None) == (problem is None):
+            raise TypeError("InputError takes `expected` (and `got`) or `problem`, not both")
+        self.field = field
+        self.detail = problem if problem is not None else f"expected {expected}" + (
+            "" if got is _UNSET else f", got {got!r}")
+        super().__init__(f"{field}: {self.detail}")
+
+    def within(self, prefix: str = "", suffix: str = "") -> InputError:
+        """The same error with its field as the user wrote it (`chain.` + field) and, maybe, where it came from."""
+        return InputError(prefix + self.field, problem=self.detail + suffix)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray and multiprocessing carry errors pickled
+        return _rebuild, (self.field, self.detail)
+
+
+def _rebuild(field: str, detail: str) -> InputError:
+    return InputError(field, problem=detail)
 
 
 def coerce(name: str, hint: Any, value: Any) -> Any:
     """`value` as the annotation `hint` wants it: ints are accepted where floats are expected (and become
-    floats), lists where tuples are expected; anything else raises ConfigError naming the field."""
+    floats), lists where tuples are expected; anything else raises InputError naming the field."""
     options = typing.get_args(hint) if _is_union(hint) else (hint,)
     if value is None and type(None) in options:
         return None
@@ -25,7 +51,7 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
         if ok:
             return coerced
     expected = " or ".join(_type_name(o) for o in options)
-    raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+    raise InputError(name, expected, value)
 
 
 def _is_union(hint: Any) -> bool:

@@ -13,7 +13,7 @@ from . import embedded as _embedded  # noqa: F401  (registers mnist5k/digits)
 from .batches import iterate_batches
 from .registry import (available_datasets, check_holdout_size, holdout_count, load_dataset, split_positions,
                        train_images)
-from .splits import DataBundle, DataError, Split
+from .splits import DataBundle, Split
 
 if TYPE_CHECKING:
     from trainables.config import ChainConfig
@@ -27,7 +27,6 @@ def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:
 
 __all__ = [
     "DataBundle",
-    "DataError",
     "Split",
     "available_datasets",
     "check_holdout_size",

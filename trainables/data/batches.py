@@ -20,7 +20,7 @@ _MIN_STD = 1e-6  # a constant channel has std 0; don't turn it into inf/nan
 
 def _channel_tensor(values: tuple[float, ...], channels: int, name: str, device: torch.device) -> torch.Tensor:
     if len(values) != channels:
-        raise ValueError(f"{name} has {len(values)} values but the images have {channels} channels")
+        raise ValueError(f"{name}: expected one value per channel ({channels}), got {len(values)}")
     return torch.tensor(values, dtype=torch.float32, device=device).view(1, channels, 1, 1)
 
 
@@ -63,7 +63,7 @@ def iterate_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (x float32 normalised, y int64, idx int64 positions into ``split``) on the split's device."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     device = split.x.device
     channels = split.x.shape[1]
     mean_t = _channel_tensor(mean, channels, "mean", device)

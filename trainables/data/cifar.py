@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.typed import InputError
+
 from .registry import RawDataset, register_dataset
-from .splits import DataError
 
 _IMAGE_SHAPE = (3, 32, 32)
 _ROW_LENGTH = 3 * 32 * 32
@@ -63,11 +64,11 @@ def read_cifar_file(path: Path, label_key: bytes, num_classes: int) -> tuple[tor
         data = np.asarray(entry[b"data"], dtype=np.uint8)
         labels = np.asarray(entry[label_key], dtype=np.int64)
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
-        raise DataError(f"data_dir: cannot read CIFAR file {path}: {_one_line(error)}") from error
+        raise InputError("data_dir", problem=f"cannot read CIFAR file {path}: {_one_line(error)}") from error
     if data.ndim != 2 or data.shape[1] != _ROW_LENGTH or labels.shape != (data.shape[0],):
-        raise DataError(f"data_dir: malformed CIFAR file {path}: data {data.shape}, labels {labels.shape}")
+        raise InputError("data_dir", problem=f"malformed CIFAR file {path}: data {data.shape}, labels {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"data_dir: CIFAR file {path} has labels outside 0..{num_classes - 1}")
+        raise InputError("data_dir", problem=f"CIFAR file {path} has labels outside 0..{num_classes - 1}")
     # Rows are channel-major (1024 red, 1024 green, 1024 blue), which is exactly NCHW.
     images = torch.from_numpy(data.reshape(-1, *_IMAGE_SHAPE).copy())
     return images, torch.from_numpy(labels)
@@ -85,31 +86,33 @@ def _download(root: Path, layout: _CifarLayout) -> None:
     try:
         dataset_cls(root=str(root), train=True, download=True)
     except Exception as error:  # network/extraction failures surface as many types
-        raise DataError(f"data_dir: downloading {layout.title} into {root} failed: {_one_line(error)}") from error
+        raise InputError("data_dir",
+                         problem=f"downloading {layout.title} into {root} failed: {_one_line(error)}") from error
 
 
 def _locate(data_dir: Path | None, download: bool, layout: _CifarLayout, name: str) -> Path:
     """Return the root holding the files, fetching them first if allowed and needed."""
     if data_dir is None:
-        raise DataError(
-            f"data_dir: {name} needs a data directory (the folder that holds {layout.folder}/); "
+        raise InputError(
+            "data_dir", problem=f"{name} needs a data directory (the folder that holds {layout.folder}/); "
             "set data_dir, and pass --download to fetch the files"
         )
     if not _missing_files(data_dir, layout):
         return data_dir  # present: never touch the network, even with download=True
     if not download:
         if not data_dir.exists():
-            raise DataError(f"data_dir: {data_dir} does not exist; pass --download to fetch {layout.title} into it")
+            raise InputError("data_dir",
+                             problem=f"{data_dir} does not exist; pass --download to fetch {layout.title} into it")
         if not data_dir.is_dir():
-            raise DataError(f"data_dir: {data_dir} is not a directory")
-        raise DataError(
-            f"data_dir: no {layout.title} files in {data_dir} (expected {layout.expected}); "
+            raise InputError("data_dir", problem=f"{data_dir} is not a directory")
+        raise InputError(
+            "data_dir", problem=f"no {layout.title} files in {data_dir} (expected {layout.expected}); "
             "pass --download to fetch them"
         )
     _download(data_dir, layout)
     missing = _missing_files(data_dir, layout)
     if missing:
-        raise DataError(f"data_dir: {layout.title} download into {data_dir} did not produce {missing[0]}")
+        raise InputError("data_dir", problem=f"{layout.title} download into {data_dir} did not produce {missing[0]}")
     return data_dir
 
 

@@ -16,7 +16,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from .splits import DataBundle, DataError, Split, stratified_split
+from trainables.typed import InputError
+
+from .splits import DataBundle, Split, stratified_split
 
 
 class RawDataset(NamedTuple):
@@ -68,7 +70,7 @@ def available_datasets() -> list[str]:
 def _get_loader(name: str) -> Loader:
     names = available_datasets()
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise DataError(f"dataset: unknown dataset {name!r}; expected one of {', '.join(names)}")
+        raise InputError("dataset", f"one of {', '.join(names)}", name)
     return _REGISTRY[name]
 
 
@@ -81,10 +83,11 @@ def _check_raw(name: str, raw: RawDataset) -> RawDataset:
     train_x, test_x = (torch.as_tensor(raw.train_x), torch.as_tensor(raw.test_x))
     for label, x in (("train", train_x), ("test", test_x)):
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[2] != x.shape[3]:
-            raise ValueError(f"loader {name!r}: {label} images must be uint8 (N, C, S, S), "
+            raise ValueError(f"loader {name!r}: expected {label} images uint8 (N, C, S, S), "
                              f"got {x.dtype} {tuple(x.shape)}")
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise ValueError(f"loader {name!r}: train and test image shapes differ")
+        raise ValueError(f"loader {name!r}: expected train and test images of one shape, "
+                         f"got {tuple(train_x.shape[1:])} and {tuple(test_x.shape[1:])}")
     train_y = _as_tensor(raw.train_y, torch.int64)
     test_y = _as_tensor(raw.test_y, torch.int64)
     return RawDataset(train_x.contiguous(), train_y, test_x.contiguous(), test_y, int(raw.num_classes))
@@ -102,12 +105,12 @@ def check_holdout_size(name: str, size: float | int, *, optional: bool = False) 
         return
     if _is_int(size):
         if int(size) < 1:
-            raise DataError(f"{name}: a count must be >= 1{' (or 0 for none)' if optional else ''}, got {size}")
+            raise InputError(name, f"a count >= 1{' (or 0 for none)' if optional else ''}", size)
     elif _is_number(size):
         if not 0.0 < float(size) < 1.0:
-            raise DataError(f"{name}: must be {expected}, got {size}")
+            raise InputError(name, expected, size)
     else:
-        raise DataError(f"{name}: must be {expected}, got {size!r}")
+        raise InputError(name, expected, size)
 
 
 def _is_number(value: object) -> bool:
@@ -135,7 +138,7 @@ def _resolve_holdout(name: str, size: float | int, n_train: int, *, optional: bo
     check_holdout_size(name, size, optional=optional)
     count = _holdout_count(size, n_train)
     if count < 1 and size != 0:
-        raise DataError(f"{name}: {size} of {n_train} training images rounds to 0; use a larger value")
+        raise InputError(name, f"a hold-out of at least one of the {n_train} training images", size)
     return count
 
 
@@ -143,12 +146,12 @@ def _resolve_holdouts(val_size: float | int, fit_size: float | int, n_train: int
     """The validation and fit hold-outs' sizes, which must leave training images."""
     n_val = _resolve_holdout("val_size", val_size, n_train)
     if n_val >= n_train:
-        raise DataError(f"val_size: {val_size} holds out {n_val} of {n_train} training images, "
-                        "leaving none to train on")
+        raise InputError("val_size", problem=f"{val_size} holds out {n_val} of {n_train} training images, "
+                                             "leaving none to train on")
     n_fit = _resolve_holdout("fit_size", fit_size, n_train, optional=True)
     if n_val + n_fit >= n_train:
-        raise DataError(f"fit_size: {fit_size} holds out {n_fit} of {n_train} training images besides the {n_val} "
-                        "validation ones, leaving none to train on")
+        raise InputError("fit_size", problem=f"{fit_size} holds out {n_fit} of {n_train} training images besides "
+                                             f"the {n_val} validation ones, leaving none to train on")
     return n_val, n_fit
 
 
@@ -156,10 +159,10 @@ def _check_train_size(train_size: int | None, available: int) -> int | None:
     if train_size is None:
         return None
     if not _is_int(train_size) or int(train_size) < 1:
-        raise DataError(f"train_size: must be an integer >= 1 or None, got {train_size!r}")
+        raise InputError("train_size", "an integer >= 1 or None", train_size)
     if int(train_size) > available:
-        raise DataError(f"train_size: {train_size} exceeds the {available} training images left after the "
-                        "hold-outs")
+        raise InputError("train_size", f"at most the {available} training images left after the hold-outs",
+                         train_size)
     return int(train_size)
 
 
@@ -231,7 +234,7 @@ def load_dataset(
     seeded), fit is empty when ``fit_size`` is 0."""
     loader = _get_loader(name)
     if not _is_int(seed):
-        raise DataError(f"seed: must be an integer, got {seed!r}")
+        raise InputError("seed", "an integer", seed)
     raw = _check_raw(name, loader(_resolve_data_dir(data_dir), bool(download)))
     n_val, n_fit = _resolve_holdouts(val_size, fit_size, len(raw.train_y))
     positions = split_positions(raw.train_y, n_val, n_fit, int(seed), train_size)

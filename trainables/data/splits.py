@@ -11,10 +11,6 @@ from dataclasses import dataclass, replace
 import torch
 
 
-class DataError(ValueError):
-    """A one-line, user-facing error whose message starts with the offending field."""
-
-
 @dataclass(frozen=True, eq=False)  # eq=False: tensor __eq__ is elementwise, not a bool
 class Split:
     """One split of a dataset: uint8 images (N, C, H, W) and int64 labels (N,)."""
@@ -24,9 +20,9 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.x.dtype != torch.uint8 or self.x.dim() != 4:
-            raise ValueError(f"Split.x must be uint8 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}")
+            raise ValueError(f"Split.x: expected uint8 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}")
         if self.y.dtype != torch.int64 or self.y.dim() != 1:
-            raise ValueError(f"Split.y must be int64 (N,), got {self.y.dtype} {tuple(self.y.shape)}")
+            raise ValueError(f"Split.y: expected int64 (N,), got {self.y.dtype} {tuple(self.y.shape)}")
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"Split.x has {self.x.shape[0]} rows but Split.y has {self.y.shape[0]}")
 
@@ -84,7 +80,7 @@ def stratified_split(y: torch.Tensor, n_holdout: int, generator_seed: int) -> tu
     y = torch.as_tensor(y).reshape(-1).cpu()
     n = int(y.shape[0])
     if not 0 <= n_holdout <= n:
-        raise ValueError(f"n_holdout must be in [0, {n}], got {n_holdout}")
+        raise ValueError(f"n_holdout: expected a value in [0, {n}], got {n_holdout}")
     gen = torch.Generator().manual_seed(int(generator_seed))
     classes, counts = torch.unique(y, return_counts=True)
     if n == 0:

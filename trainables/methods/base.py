@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainables.methods.params import ALPHA, Param, Value
+from trainables.typed import InputError
 
 if TYPE_CHECKING:
     from trainables.config import ChainConfig
@@ -58,7 +59,7 @@ class KDMethod(ABC):
         return cls(cfg, num_teachers)
 
     @classmethod
-    def check(cls, cfg: ChainConfig) -> str | None:
+    def check(cls, cfg: ChainConfig) -> InputError | None:
         """A problem with `cfg` that single params cannot see (e.g. more teachers dropped than exist), or None."""
         return None
 
@@ -152,7 +153,7 @@ def method_class(name: str) -> type[KDMethod]:
     try:
         return _METHODS[name]
     except KeyError:
-        raise ValueError(f"method: expected one of {', '.join(method_names())}, got {name!r}") from None
+        raise InputError("method", f"one of {', '.join(method_names())}", name) from None
 
 
 def method_names() -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from torch import Tensor
 from trainables.losses import distillation_term, soft_log_probs
 from trainables.methods.base import KDMethod, register_method
 from trainables.methods.params import KD_PARAMS, Param
+from trainables.typed import InputError
 
 if TYPE_CHECKING:
     from trainables.config import ChainConfig
@@ -30,10 +31,10 @@ class DGKD(KDMethod):
     params = (*KD_PARAMS, DROP)
 
     @classmethod
-    def check(cls, cfg: ChainConfig) -> str | None:
+    def check(cls, cfg: ChainConfig) -> InputError | None:
         teachers = len(cfg.archs) - 1
         if cfg.param("drop") >= teachers:
-            return f"drop: expected fewer than the student's {teachers} teacher(s), got {cfg.param('drop')}"
+            return InputError("drop", f"fewer than the student's {teachers} teacher(s)", cfg.param("drop"))
         return None
 
     @property

@@ -1,16 +1,23 @@
-"""A setting a KD method adds to a chain: its type, its default, what is valid, and how the search suggests it.
+"""A setting: its type, its default, what is valid, its help, and how the search suggests it — declared once.
 
-Declared on the method class (`params = (...)`), a `Param` is all the rest of the system needs: `ChainConfig`
-checks values against it, the search space suggests it, the hop identity and the Parquet columns include it.
+A KD method declares its settings on its class (`params = (...)`): `ChainConfig` checks values against them, the
+search space suggests them, the hop identity and the Parquet columns include them. The chain's own settings
+(`ChainConfig`) and the study's (`StudySpec`) are declared the same way, on their dataclass fields (`setting`), and
+read back as `Param`s (`declared`): the CLI's flags, the bounds checks and the README's table of settings follow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Literal, Protocol
 
-from trainables.typed import coerce
+from trainables.typed import InputError, coerce
+
+Scope = Literal["method", "chain", "study", "runtime"]
 
 Value = bool | int | float | str
 
@@ -27,28 +34,34 @@ class Suggester(Protocol):
 
 @dataclass(frozen=True)
 class Param:
-    """`kind` is float, int or str. Numbers are valid in [low, high] (`low_open` excludes low); strings and
-    categorical numbers must be one of `choices`. `search` is the default range (numbers) or the default subset
-    (choices) the study suggests from; `label` formats the value in a configuration's label ("T={:.1f}").
-    `distillation_only`: the value only shapes the distillation term, so at α = 0 it cannot change a hop's
-    weights and is left out of its identity (`KDMethod.identity`)."""
+    """`kind` is float, int, str or bool (a method's setting), or any annotation `trainables.typed` coerces to
+    (`int | None`, `tuple[int, ...]`: a chain's or study's setting). Numbers are valid in [low, high] (`low_open`,
+    `high_open` exclude an end; each item of a tuple); strings and categorical numbers are valid among `choices`.
+    `search` is the default range (numbers) or the default subset (choices) the study suggests from; `label` formats
+    the value in a configuration's label ("T={:.1f}"). `distillation_only`: the value only shapes the distillation
+    term, so at α = 0 it cannot change a hop's weights and is left out of its identity (`KDMethod.identity`).
+    `scope`: a KD method's setting, a chain's (`ChainConfig`), a study's (`StudySpec`), or a study's runtime
+    setting (where and how it runs, not what it finds). `flag`: the CLI's name where it is not the setting's."""
 
     name: str
-    kind: type
-    default: Value
+    kind: Any
+    default: Any
     help: str
     choices: tuple[Value, ...] = ()
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
     search: tuple[Value, ...] = ()
     log: bool = False
     label: str | None = None
     distillation_only: bool = False
+    scope: Scope = "method"
+    flag: str | None = None
 
     def coerce(self, value: Any) -> Value:
         """`value` as this param's type, by the project's coercion rule (`trainables.typed`), and checked; raises
-        ValueError naming the param. A whole float is also an int here: a pandas column of a setting that is
+        InputError naming the param. A whole float is also an int here: a pandas column of a setting that is
         null for other methods' rows holds its integers as floats."""
         if self.kind is int and isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -56,22 +69,35 @@ class Param:
         self.check(value)
         return value
 
-    def check(self, value: Value) -> None:
+    def check(self, value: Any) -> None:
+        """The declared rule: one of the choices, or within the bounds (each item of a tuple); None passes where the
+        annotation allows it (coercion has checked that)."""
+        for item in value if isinstance(value, tuple) else () if value is None else (value,):
+            self._check_one(item, value)
+
+    def _check_one(self, item: Value, value: Any) -> None:
         if self.choices:
-            if value not in self.choices:
-                raise ValueError(f"{self.name}: expected one of {', '.join(map(str, self.choices))}, got {value!r}")
+            if item not in self.choices:
+                raise InputError(self.name, f"one of {', '.join(map(str, self.choices))}", value)
             return
-        if self.kind is float and not math.isfinite(value):
-            raise ValueError(f"{self.name}: expected a finite number, got {value}")
-        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        above = self.high is not None and value > self.high
+        if isinstance(item, float) and not math.isfinite(item):
+            raise InputError(self.name, "a finite number", value)
+        below = self.low is not None and (item <= self.low if self.low_open else item < self.low)
+        above = self.high is not None and (item >= self.high if self.high_open else item > self.high)
         if below or above:
-            raise ValueError(f"{self.name}: expected a value in {self.interval()}, got {value}")
+            raise InputError(self.name, self.bounds(), value)
+
+    def bounds(self) -> str:
+        """What the bounds allow, in words: ">= 1", "> 0", "a value in [0, 1]"."""
+        if self.high is None and self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"a value in {self.interval()}"
 
     def interval(self) -> str:
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high is None else ']'}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}" \
+               f"{')' if self.high_open or self.high is None else ']'}"
 
     # --- the search -------------------------------------------------------------------------------------------
 
@@ -87,13 +113,13 @@ class Param:
         """A study's override, checked: a non-empty subset of the choices, or [low, high] of valid numbers."""
         if self.categorical:
             if not values:
-                raise ValueError(f"{self.name}: expected a non-empty list of {', '.join(map(str, self.choices))}")
+                raise InputError(self.name, f"a non-empty list of {', '.join(map(str, self.choices))}")
             return tuple(self.coerce(v) for v in values)
         if len(values) != 2:
-            raise ValueError(f"{self.name}: expected [low, high], got {list(values)}")
+            raise InputError(self.name, "[low, high]", list(values))
         low, high = (self.coerce(v) for v in values)
         if low > high:
-            raise ValueError(f"{self.name}: expected low <= high, got {list(values)}")
+            raise InputError(self.name, "low <= high", list(values))
         return low, high
 
     def suggest(self, trial: Suggester, override: tuple[Value, ...] | None = None) -> Value:
@@ -115,6 +141,48 @@ class Param:
 
     def format(self, value: Value) -> str | None:
         return None if self.label is None else self.label.format(value)
+
+
+    @property
+    def flag_name(self) -> str:
+        return "--" + (self.flag or self.name).replace("_", "-")
+
+    @property
+    def value_type(self) -> Any:
+        """The annotation without None: what a given value is (`int | None` → int)."""
+        if typing.get_origin(self.kind) in (typing.Union, types.UnionType):
+            options = [o for o in typing.get_args(self.kind) if o is not type(None)]
+            return options[0] if len(options) == 1 else self.kind
+        return self.kind
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
+            **rules: Any) -> Any:
+    """A dataclass field declared as a setting: its default and what the `Param` holds besides its name and type
+    (the field's annotation). Read back with `declared`."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"setting": {"help": help, **rules}})
+    return dataclasses.field(default=default, metadata={"setting": {"help": help, **rules}})
+
+
+def declared(cls: type, scope: Scope) -> dict[str, Param]:
+    """The settings a dataclass declares with `setting`, by name, in field order. A field's rules may name its
+    scope (a study's runtime settings); a field declared as `same_as=Param` is that setting (a chain setting a
+    study sets for all its trials), with its own default."""
+    hints = typing.get_type_hints(cls)
+    found = {}
+    for f in dataclasses.fields(cls):
+        if "setting" not in f.metadata:
+            continue
+        rules = dict(f.metadata["setting"])
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        same_as = rules.pop("same_as", None)
+        if same_as is not None:
+            found[f.name] = dataclasses.replace(same_as, default=default)
+            continue
+        rules.setdefault("scope", scope)
+        found[f.name] = Param(f.name, hints[f.name], default, **rules)
+    return found
 
 
 TEMPERATURE = Param("temperature", float, 4.0, "softmax temperature T of the distillation term",

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from trainables.typed import InputError
+
 
 def count_params(model: nn.Module) -> int:
     """Number of trainable parameters (shared tensors counted once)."""
@@ -25,9 +27,7 @@ def _probe_tensor_options(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def inference_flops(model: nn.Module, in_channels: int, image_size: int) -> int:
     """FLOPs of one sample's eval-mode forward pass, as counted by FlopCounterMode."""
     if in_channels < 1 or image_size < 1:
-        raise ValueError(
-            f"in_channels/image_size: must be >= 1, got {in_channels!r}/{image_size!r}"
-        )
+        raise InputError("in_channels/image_size", problem=f"expected >= 1, got {in_channels!r}/{image_size!r}")
     device, dtype = _probe_tensor_options(model)
     x = torch.zeros(1, in_channels, image_size, image_size, device=device, dtype=dtype)
     # Save per-module flags: callers may have frozen some submodules (e.g. BN) in eval mode.

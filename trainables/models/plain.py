@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from trainables.typed import InputError
+
 from .registry import register_family, scaled
 
 # depth -> layer tokens. "C<n>": 3x3 conv+BN+ReLU with n channels, "P": 2x2 max-pool,
@@ -41,15 +43,15 @@ def split_spec(spec: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]
     first_fc = next((i for i, t in enumerate(spec) if t.startswith("FC")), len(spec))
     conv_tokens, fc_tokens = spec[:first_fc], spec[first_fc:]
     if not conv_tokens or not conv_tokens[0].startswith("C"):
-        raise ValueError(f"spec: must start with a conv token, got {spec!r}")
+        raise InputError("spec", "a conv token first", spec)
     if not fc_tokens or fc_tokens[-1] != "FC":
-        raise ValueError(f"spec: must end with the bare 'FC' token, got {spec!r}")
+        raise InputError("spec", "the bare 'FC' token last", spec)
     for token in conv_tokens:
         if token != "P" and not (token[0] == "C" and token[1:].isdigit()):
-            raise ValueError(f"spec: bad feature token {token!r} in {spec!r}")
+            raise InputError("spec", "feature tokens C<channels> or P", token)
     for token in fc_tokens[:-1]:
         if not (token.startswith("FC") and token[2:].isdigit()):
-            raise ValueError(f"spec: bad classifier token {token!r} in {spec!r}")
+            raise InputError("spec", "classifier tokens FC<units>", token)
     return conv_tokens, tuple(int(t[2:]) for t in fc_tokens[:-1])
 
 
@@ -71,7 +73,7 @@ def _build_features(
     for token in tokens:
         if token == "P":
             if size < 2:
-                raise ValueError(f"image_size: {image_size} is too small for this many pools")
+                raise InputError("image_size", f"a size that survives {tokens.count('P')} pools", image_size)
             layers.append(nn.MaxPool2d(2))
             size //= 2  # MaxPool2d floors odd sizes, e.g. 7 -> 3 on MNIST
         else:

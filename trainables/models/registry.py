@@ -9,6 +9,8 @@ from typing import Callable
 
 from torch import nn
 
+from trainables.typed import InputError
+
 # (depth, num_classes, in_channels, image_size, width, init) -> model
 Builder = Callable[[int, int, int, int, float, str], nn.Module]
 # "reference": shaped and initialised as the reference implementation of each family (the default);
@@ -27,13 +29,13 @@ def register_family(name: str, depths: tuple[int, ...]) -> Callable[[Builder], B
     """Register ``builder`` as the constructor for ``<name><depth>`` for each depth."""
     if not re.fullmatch(r"[a-z_]+", name):
         # Names must not end in digits, otherwise "<name><depth>" would be ambiguous.
-        raise ValueError(f"family: name must match [a-z_]+, got {name!r}")
+        raise InputError("family", "a name matching [a-z_]+", name)
     if not depths or any(int(d) != d or d < 1 for d in depths):
-        raise ValueError(f"depths: must be a non-empty tuple of positive ints, got {depths!r}")
+        raise InputError("depths", "a non-empty tuple of positive ints", depths)
 
     def decorator(builder: Builder) -> Builder:
         if name in _FAMILIES:
-            raise ValueError(f"family: {name!r} is already registered")
+            raise InputError("family", problem=f"{name!r} is already registered")
         _FAMILIES[name] = (builder, tuple(sorted(int(d) for d in depths)))
         return builder
 
@@ -49,20 +51,19 @@ def _format_arch(family: str, depth: int) -> str:
     return f"{family}{depth}"
 
 
-def _unknown_arch(arch: object) -> ValueError:
-    return ValueError(
-        f"arch: unknown architecture {arch!r}; expected one of {', '.join(available_archs())}"
-    )
+def _unknown_arch(field: str, arch: object) -> InputError:
+    return InputError(field, f"one of {', '.join(available_archs())}", arch)
 
 
-def parse_arch(arch: str) -> tuple[str, int]:
-    """Split a registered name such as ``"resnet20"`` into ``("resnet", 20)``."""
+def parse_arch(arch: str, field: str = "arch") -> tuple[str, int]:
+    """Split a registered name such as ``"resnet20"`` into ``("resnet", 20)``; an unknown one is an InputError
+    named `field` (the setting that holds it: "teacher", "student")."""
     match = _ARCH_RE.match(arch) if isinstance(arch, str) else None
     if match is None:
-        raise _unknown_arch(arch)
+        raise _unknown_arch(field, arch)
     family, depth = match.group(1), int(match.group(2))
     if family not in _FAMILIES or depth not in _FAMILIES[family][1]:
-        raise _unknown_arch(arch)
+        raise _unknown_arch(field, arch)
     return family, depth
 
 
@@ -80,7 +81,7 @@ def scaled(channels: int, width: float) -> int:
 
 def _check_positive_int(field: str, value: object, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{field}: must be an int >= {minimum}, got {value!r}")
+        raise InputError(field, f"an int >= {minimum}", value)
 
 
 def _check_width(width: object) -> None:
@@ -91,7 +92,7 @@ def _check_width(width: object) -> None:
         and float(width) > 0
     )
     if not valid:
-        raise ValueError(f"width: must be a finite number > 0, got {width!r}")
+        raise InputError("width", "a finite number > 0", width)
 
 
 def build_model(
@@ -104,6 +105,6 @@ def build_model(
     _check_positive_int("image_size", image_size, MIN_IMAGE_SIZE)
     _check_width(width)
     if init not in INITS:
-        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+        raise InputError("init", f"one of {', '.join(INITS)}", init)
     builder = _FAMILIES[family][0]
     return builder(depth, int(num_classes), int(in_channels), int(image_size), float(width), init)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from trainables.typed import InputError
+
 from .registry import register_family, scaled
 
 RESNET_DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32, 44, 56, 110)
@@ -60,7 +62,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int, num_classes: int, in_channels: int, width: float = 1.0) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"arch: resnet depth must be 6n+2 with n >= 1, got {depth}")
+            raise InputError("arch", "a resnet depth 6n+2 with n >= 1", depth)
         blocks = (depth - 2) // 6
         c1, c2, c3 = (scaled(c, width) for c in STAGE_CHANNELS)
         s1, s2, s3 = STAGE_STRIDES

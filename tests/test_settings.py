@@ -1,0 +1,90 @@
+"""Settings declared once: the flags, the checks, the defaults and the README's table all follow the declaration;
+bad input is one error type that carries its field."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from pathlib import Path
+
+import pytest
+
+from study.chain_cmd import config_from_args
+from study.cli import build_parser, main
+from study.flags import flag_values, readme_table
+from study.spec import RUNTIME_FIELDS, STUDY_LEVEL_CHAIN_FIELDS, STUDY_SETTINGS, StudySpec, load_spec
+from trainables.config import CHAIN_SETTINGS, ChainConfig
+from trainables.typed import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_chain_field_is_a_declared_setting_whose_default_is_valid() -> None:
+    assert [f.name for f in dataclasses.fields(ChainConfig) if f.name != "params"] == list(CHAIN_SETTINGS)
+    for declared in (*CHAIN_SETTINGS.values(), *STUDY_SETTINGS.values()):
+        declared.check(declared.default)
+    assert CHAIN_SETTINGS["momentum"].bounds() == "a value in [0, 1)"
+
+
+def test_every_chain_setting_has_its_flag_momentum_and_weight_decay_too() -> None:
+    args = build_parser().parse_args(["chain", "--method", "takd", "--tas", "plain6,4", "--momentum", "0.5",
+                                      "--weight-decay", "0", "--augment", "--precision", "fp32", "--alpha", "0.25"])
+    cfg = config_from_args(args)
+    assert (cfg.momentum, cfg.weight_decay, cfg.augment, cfg.precision) == (0.5, 0.0, True, "fp32")
+    assert cfg.ta_depths == (6, 4) and cfg.param("alpha") == 0.25
+    untouched = config_from_args(build_parser().parse_args(["chain"]))
+    assert untouched == ChainConfig()  # a flag left out leaves the declared default
+
+
+def test_one_default_per_setting_and_the_studys_own_declared_beside_it() -> None:
+    assert ChainConfig().epochs == 10 and StudySpec().epochs == 8
+    assert STUDY_SETTINGS["epochs"] == dataclasses.replace(CHAIN_SETTINGS["epochs"], default=8)
+    assert STUDY_LEVEL_CHAIN_FIELDS == ("dataset", "data_dir", "teacher", "student", "epochs", "seed")
+    assert RUNTIME_FIELDS == ("name", "storage", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
+                              "max_failures", "address")
+
+
+def test_a_study_takes_lists_from_its_flags() -> None:
+    args = build_parser().parse_args(["run", "--ta-candidates", "8,6", "--methods", "takd,kd", "--trials", "3",
+                                      "--cpus-per-trial", "2"])
+    spec = load_spec(None, flag_values(args, STUDY_SETTINGS.values()))
+    assert (spec.ta_candidates, spec.methods, spec.trials, spec.cpus_per_trial) == ((8, 6), ("takd", "kd"), 3, 2.0)
+
+
+def test_confirms_runtime_flags_default_to_the_studys() -> None:
+    args = build_parser().parse_args(["confirm", "runs/x", "--max-concurrent", "4"])
+    assert (args.max_concurrent, args.cpus_per_trial, args.gpus_per_trial, args.address) == (4, None, None, None)
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["chain", "--momentum", "1"], "kdstudy chain: momentum: expected a value in [0, 1), got 1.0"),
+    (["chain", "--weight-decay", "-1"], "kdstudy chain: weight_decay: expected >= 0, got -1.0"),
+    (["chain", "--batch-size", "0"], "kdstudy chain: batch_size: expected a value in [1, 65536], got 0"),
+    (["run", "--trials", "0"], "kdstudy run: trials: expected >= 1, got 0"),
+    (["run", "--cpus-per-trial", "0"], "kdstudy run: cpus_per_trial: expected > 0, got 0.0"),
+    (["run", "--scheduler", "hyperband"], "kdstudy run: scheduler: expected one of none, asha, got 'hyperband'"),
+    (["run", "--ta-candidates", "8,six"], "kdstudy run: ta_candidates: expected depths like 8,6,4 or plain8,plain6, "
+                                          "got 'six'"),
+])
+def test_a_declared_bound_refuses_in_one_line_with_exit_2(argv: list[str], line: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    storage = ["--storage", str(tmp_path)] if argv[0] == "run" else ["--out", str(tmp_path / "never.json")]
+    assert main([*argv, *storage]) == 2
+    assert capsys.readouterr().err.strip() == line
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_one_input_error_keeps_its_field_across_layers_and_pickling() -> None:
+    error = InputError("drop", "fewer than the student's 2 teacher(s)", 2)
+    assert str(error) == "drop: expected fewer than the student's 2 teacher(s), got 2" and error.field == "drop"
+    moved = error.within("search.", " (method dgkd can draw it)")
+    assert str(moved) == "search.drop: expected fewer than the student's 2 teacher(s), got 2 (method dgkd can draw it)"
+    copy = pickle.loads(pickle.dumps(moved))  # as Ray carries it back from a worker
+    assert (type(copy), copy.field, str(copy)) == (InputError, moved.field, str(moved))
+
+
+def test_the_readmes_table_of_settings_is_the_declarations() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings table: generated by `python -m study.flags` -->\n")
+    block = readme[readme.index("\n", start) + 1:readme.index("\n<!-- end of settings table -->")]
+    assert block == readme_table(), "README's table of settings is stale: regenerate it with python -m study.flags"
