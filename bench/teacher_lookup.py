@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainables.data import DataBundle, Split
-from trainables.loop import Counters, TeacherOutputs
+from trainables.loop import TeacherOutputs
 
 # CIFAR-100 with the default 10 % hold-out, four upper models (teacher and three TAs), batch 128.
 TEACHERS, TRAIN, CLASSES, BATCH = 4, 45_000, 100, 128
@@ -31,7 +31,7 @@ def cached_outputs() -> TeacherOutputs:
     data = DataBundle("cifar100-sized", train, train, train, train, CLASSES, 3, 1, (0.5,) * 3, (0.25,) * 3)
     torch.manual_seed(0)
     teachers = [nn.Sequential(nn.Flatten(), nn.Linear(3, CLASSES)).eval() for _ in range(TEACHERS)]
-    outputs = TeacherOutputs(teachers, [0] * TEACHERS, data, Counters(), per_batch=False, precision="fp32")
+    outputs = TeacherOutputs(teachers, [0] * TEACHERS, data, per_batch=False, precision="fp32")
     outputs.for_split(train)
     return outputs
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from trainables.config import ChainConfig
 from trainables.data import DataBundle, load_chain_data
-from trainables.loop import Counters, HopTraining, TeacherOutputs, train_epoch
+from trainables.loop import HopTraining, TeacherOutputs, train_epoch
 from trainables.models import build_model
 
 
@@ -62,11 +62,10 @@ def _bare_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
 def our_epochs(model: torch.nn.Module, data: DataBundle, teacher: torch.nn.Module | None, cfg: ChainConfig,
                epochs: int) -> None:
     teachers = [teacher] if teacher is not None else []
-    counters = Counters()
-    outputs = TeacherOutputs(teachers, [0] * len(teachers), data, counters, per_batch=False, precision="fp32")
+    outputs = TeacherOutputs(teachers, [0] * len(teachers), data, per_batch=False, precision="fp32")
     method = cfg.method_class.teaching(cfg, len(teachers))
-    hop = HopTraining(model, _sgd(model), method, outputs, torch.Generator().manual_seed(0), 0, counters,
-                      cfg.batch_size, augment=False, precision="fp32")
+    hop = HopTraining(model, _sgd(model), method, outputs, torch.Generator().manual_seed(0), 0, cfg.batch_size,
+                      augment=False, precision="fp32")
     for _ in range(epochs):
         train_epoch(hop, data)
 

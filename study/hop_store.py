@@ -44,7 +44,7 @@ class RunHopStore:
     def put(self, key: str, hop: StoredHop) -> None:
         write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
         if self.ledger is not None:
-            self.ledger(key, hop.meta["train_flops"], hop.meta["train_seconds"], diverged=False)
+            self.ledger(key, hop.record.train_flops, hop.record.train_seconds, diverged=False)
         self.faults.point("stored", key)
 
     def divergence(self, key: str) -> Divergence | None:

@@ -12,7 +12,7 @@ import torch
 from trainables import ChainConfig, train_chain
 from trainables.data import DataBundle, holdout_count, load_chain_data, load_dataset, train_images
 from trainables.hops import plan_chain
-from trainables.loop import Counters, HopTraining, TeacherOutputs, train_epoch
+from trainables.loop import HopTraining, TeacherOutputs, train_epoch
 from trainables.models import build_model
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -136,8 +136,8 @@ def trained_with_one_seed(**settings: Any) -> dict[str, torch.Tensor]:
     student = _model("plain2", data, 2)
     hop = HopTraining(student, torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum),
                       cfg.method_class.teaching(cfg, 2),
-                      TeacherOutputs(teachers, [0, 0], data, Counters(), per_batch=False, precision="fp32"),
-                      torch.Generator().manual_seed(3), 0, Counters(), cfg.batch_size, False, "fp32")
+                      TeacherOutputs(teachers, [0, 0], data, per_batch=False, precision="fp32"),
+                      torch.Generator().manual_seed(3), 0, cfg.batch_size, False, "fp32")
     for _ in range(cfg.epochs):
         train_epoch(hop, data)
     return student.state_dict()

@@ -14,9 +14,10 @@ from trainables.data import DataBundle, load_chain_data
 from trainables.device import configure_backends, resolve_device
 from trainables.hops import HopPlan, plan_chain
 from trainables.divergence import Diverged, HopDiverged
-from trainables.loop import Counters, HopTraining, TeacherOutputs, accuracy_and_loss, predict_logits, train_epoch
+from trainables.loop import (HopTraining, TeacherOutputs, accuracy_and_loss, fit_teaching, predict_logits, train_epoch,
+                             validate)
 from trainables.models import build_model, count_params, inference_flops
-from trainables.results import ChainResult, HopResult, TestPredictions
+from trainables.results import ChainResult, HopRecord, HopResult, TestPredictions
 from trainables.store import Divergence, MemoryStore, ModelStore, StoredHop
 
 Report = Callable[[dict[str, Any]], None]
@@ -55,19 +56,12 @@ class ChainTrainer:
         """Loads the hop from the store, or trains and stores it; then evaluates it on the test split."""
         model = self._build(plan)
         flops = inference_flops(model, self.data.in_channels, self.data.image_size)
-        meta, reused, waited = self._load_or_train(plan, model, flops)
+        record, reused, waited = self._load_or_train(plan, model, flops)
         test_logits = predict_logits(model, self.data.test, self.data, self.cfg.precision)
-        hop = HopResult(
-            index=plan.index, arch=plan.arch, role=plan.role, key=plan.key, teachers=list(plan.teachers),
-            best_epoch=meta["best_epoch"], val_acc=meta["val_acc"],
-            test_acc=accuracy_and_loss(test_logits, self.data.test.y)[0],
-            params=count_params(model), flops=flops,
-            train_flops=meta["train_flops"], reference_flops=meta["reference_flops"],
-            train_seconds=meta["train_seconds"],
-            # what this run computed: the same work as train_*, so a reused hop spent nothing
-            spent_flops=0 if reused else meta["train_flops"], spent_seconds=0.0 if reused else meta["train_seconds"],
-            wait_seconds=waited, upper_forward_samples=meta["upper_forward_samples"], kl_terms=meta["kl_terms"],
-            reused=reused, ensemble_weights=meta["ensemble_weights"],
+        hop = HopResult.of(
+            record, reused, index=plan.index, arch=plan.arch, role=plan.role, key=plan.key,
+            teachers=list(plan.teachers), test_acc=accuracy_and_loss(test_logits, self.data.test.y)[0],
+            params=count_params(model), flops=flops, wait_seconds=waited,
             predictions=_predictions(test_logits, self.data.test.y),
         )
         self.models.append(_freeze(model))
@@ -80,7 +74,7 @@ class ChainTrainer:
                             self.cfg.width, self.cfg.init)
         return model.to(self.data.train.x.device)
 
-    def _load_or_train(self, plan: HopPlan, model: nn.Module, flops: int) -> tuple[dict[str, Any], bool, float]:
+    def _load_or_train(self, plan: HopPlan, model: nn.Module, flops: int) -> tuple[HopRecord, bool, float]:
         """The hop's record, whether it came from the store, and the seconds it took to get to it (the wait: lookups,
         the claim, loading). A stored hop is loaded without its claim: stored hops never change, and a claim costs a
         round of writes and reads on the run's storage. A missing one is looked up again once its claim is held, as
@@ -93,11 +87,11 @@ class ChainTrainer:
                 if stored is None:
                     self._raise_if_it_diverged_before(plan)
                     waited = time.perf_counter() - started
-                    meta = self._train_and_count(plan, model, flops)
-                    self.store.put(plan.key, StoredHop(model.state_dict(), meta))
-                    return meta, False, waited
+                    record = self._train_and_count(plan, model, flops)
+                    self.store.put(plan.key, StoredHop(model.state_dict(), record))
+                    return record, False, waited
         model.load_state_dict(stored.state_dict)
-        return stored.meta, True, time.perf_counter() - started
+        return stored.record, True, time.perf_counter() - started
 
     def _raise_if_it_diverged_before(self, plan: HopPlan) -> None:
         """A hop the store remembers as diverged ends the same way at once, without training it again."""
@@ -105,26 +99,29 @@ class ChainTrainer:
         if remembered is not None:
             raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, remembered.epoch, remembered.reason)
 
-    def _train_and_count(self, plan: HopPlan, model: nn.Module, flops: int) -> dict[str, Any]:
+    def _train_and_count(self, plan: HopPlan, model: nn.Module, flops: int) -> HopRecord:
         """Trains the hop; its record holds what training it from scratch cost, for every later reuse of its weights.
         A hop that diverges is remembered by the store, with what it cost up to the blow-up."""
-        counters = Counters()
         started = time.perf_counter()
+        hop = self._hop_training(plan, model, flops)
         try:
-            trained = self._train(plan, model, flops, counters)
+            best_epoch, best_acc = self._train(plan, hop)
         except HopDiverged as diverged:
-            cost = Divergence(diverged.epoch, diverged.reason, counters.flops, time.perf_counter() - started)
+            cost = Divergence(diverged.epoch, diverged.reason, hop.counters.flops, time.perf_counter() - started)
             self.store.put_divergence(plan.key, cost)
             raise
+        counters = hop.counters
         reference = reference_flops(self.cfg.epochs, len(self.data.train), len(self.data.val), flops,
-                                    [self.hops[t].flops for t in plan.teachers], counters.fit_flops)
-        return {**trained, "train_flops": counters.flops, "reference_flops": reference,
-                "train_seconds": time.perf_counter() - started}
+                                    hop.teachers.flops, counters.fit_flops)
+        return HopRecord(best_epoch=best_epoch, val_acc=best_acc, upper_forward_samples=counters.upper_forward_samples,
+                         kl_terms=counters.kl_terms, ensemble_weights=hop.method.learned_weights(),
+                         train_flops=counters.flops, reference_flops=reference,
+                         train_seconds=time.perf_counter() - started)
 
-    def _train(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> dict[str, Any]:
-        """Trains one hop for cfg.epochs and leaves the best-validation weights in `model`."""
-        cfg, data = self.cfg, self.data
-        hop = self._hop_training(plan, model, flops, counters)
+    def _train(self, plan: HopPlan, hop: HopTraining) -> tuple[int, float]:
+        """Trains one hop for cfg.epochs and leaves the best-validation weights in its model; returns the best epoch
+        and its validation accuracy."""
+        cfg, data, model = self.cfg, self.data, hop.model
         schedule = _schedule(hop.optimizer, cfg)
         best_acc, best_epoch, best_state = -1.0, 0, None
         for epoch in range(1, cfg.epochs + 1):
@@ -135,8 +132,7 @@ class ChainTrainer:
             except Diverged as error:
                 raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, epoch, str(error)) from None
             schedule.step()
-            val_acc, val_loss = accuracy_and_loss(predict_logits(model, data.val, data, cfg.precision), data.val.y)
-            counters.flops += flops * len(data.val)
+            val_acc, val_loss = validate(hop, data)
             if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
                 best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
             self.emit({"event": "epoch", "hop": plan.index, "key": plan.key, "role": plan.role, "arch": plan.arch,
@@ -144,23 +140,22 @@ class ChainTrainer:
                        "train_loss": stats.loss, **{f"loss_{name}": value for name, value in stats.terms.items()},
                        "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
         model.load_state_dict(best_state)
-        return {"best_epoch": best_epoch, "val_acc": best_acc, "upper_forward_samples": counters.upper_forward_samples,
-                "kl_terms": counters.kl_terms, "ensemble_weights": hop.method.learned_weights()}
+        return best_epoch, best_acc
 
-    def _hop_training(self, plan: HopPlan, model: nn.Module, flops: int, counters: Counters) -> HopTraining:
+    def _hop_training(self, plan: HopPlan, model: nn.Module, flops: int) -> HopTraining:
+        """The hop ready for its first epoch: its method fitted where it fits before training."""
         cfg, data = self.cfg, self.data
         teachers = [self.models[t] for t in plan.teachers]
         method = cfg.method_class.teaching(cfg, len(teachers))
-        outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data, counters,
+        outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data,
                                  per_batch=cfg.augment, precision=cfg.precision)
-        before_fitting = counters.flops
-        if teachers and method.fits_on_fit_split(cfg.params):
-            method.fit(outputs.for_split(data.fit), data.fit.y)
-        counters.fit_flops = counters.flops - before_fitting
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
-        return HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,
-                           counters, cfg.batch_size, cfg.augment, cfg.precision)
+        hop = HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,
+                          cfg.batch_size, cfg.augment, cfg.precision)
+        if teachers and method.fits_on_fit_split(cfg.params):
+            fit_teaching(hop, data.fit)
+        return hop
 
 
 def reference_flops(epochs: int, train_samples: int, val_samples: int, flops: int, teacher_flops: list[int],

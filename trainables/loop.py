@@ -50,10 +50,11 @@ class TeacherOutputs:
     """The logits of a hop's teachers. Frozen teachers on unaugmented inputs always give the same logits, so they
     are computed once per split instead of once per epoch; with augmentation they are computed per batch."""
 
-    def __init__(self, teachers: list[nn.Module], flops: list[int], data: DataBundle, counters: Counters,
-                 per_batch: bool, precision: str) -> None:
-        self.teachers, self.flops, self.data, self.counters = teachers, flops, data, counters
+    def __init__(self, teachers: list[nn.Module], flops: list[int], data: DataBundle, per_batch: bool,
+                 precision: str) -> None:
+        self.teachers, self.flops, self.data = teachers, flops, data
         self.per_batch, self.precision = per_batch, precision
+        self.counters = Counters()  # its own until a hop's training gives it the hop's (`report_to`)
         self._cache: dict[Split, Tensor] = {}  # splits hash by identity
 
     def for_split(self, split: Split) -> Tensor:
@@ -75,6 +76,10 @@ class TeacherOutputs:
         self._count(active, len(x))
         return logits
 
+    def report_to(self, counters: Counters) -> None:
+        """From now on its teachers' forward passes count in `counters`."""
+        self.counters = counters
+
     def _count(self, teachers: Iterable[int], samples: int) -> None:
         for k in teachers:
             self.counters.flops += self.flops[k] * samples
@@ -92,7 +97,8 @@ class EpochStats:
 
 @dataclass
 class HopTraining:
-    """What every epoch of one hop shares: the model and its optimiser, how it is taught, its random stream."""
+    """What every epoch of one hop shares: the model and its optimiser, how it is taught, its random stream — and
+    what training it has cost so far, its teachers' forward passes included."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -100,11 +106,29 @@ class HopTraining:
     teachers: TeacherOutputs
     generator: torch.Generator
     model_flops: int  # inference FLOPs per sample
-    counters: Counters
     batch_size: int
     augment: bool
     precision: str
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self.teachers.report_to(self.counters)
+
+
+def fit_teaching(hop: HopTraining, split: Split) -> None:
+    """Fits what the hop's method learns from its teachers before training (the learned ensemble's stacking
+    weights), once; the teachers' forward passes on `split` count in `fit_flops` too."""
+    before = hop.counters.flops
+    hop.method.fit(hop.teachers.for_split(split), split.y)
+    hop.counters.fit_flops = hop.counters.flops - before
+
+
+def validate(hop: HopTraining, data: DataBundle) -> tuple[float, float]:
+    """Accuracy and loss on the validation split; its forward pass counts in the hop's cost."""
+    logits = predict_logits(hop.model, data.val, data, hop.precision)
+    hop.counters.flops += hop.model_flops * len(data.val)
+    return accuracy_and_loss(logits, data.val.y)
 
 
 def train_epoch(hop: HopTraining, data: DataBundle) -> EpochStats:

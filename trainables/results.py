@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -16,6 +17,35 @@ class TestPredictions:
 
     predicted: torch.Tensor  # int16
     true_prob: torch.Tensor  # float16
+
+
+@dataclass(frozen=True)
+class HopRecord:
+    """What training a hop produced, whichever run later reuses its weights: kept with them in a store, and carried
+    into the hop's `HopResult` under the same names. Its fields' order is the stored JSON's (unchanged since
+    it was a dict), so hops stored before it are read back as they were written."""
+
+    best_epoch: int
+    val_acc: float  # of the best epoch
+    upper_forward_samples: int
+    kl_terms: int
+    ensemble_weights: list[float] | None
+    train_flops: int
+    reference_flops: int
+    train_seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> HopRecord:
+        """Raises ValueError on a record with other fields than these (another version's, or not a record)."""
+        payload = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        if not isinstance(payload, dict) or payload.keys() != names:
+            got = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+            raise ValueError(f"hop record: expected the fields {sorted(names)}, got {got}")
+        return cls(**payload)
 
 
 @dataclass
@@ -44,6 +74,13 @@ class HopResult:
     reused: bool
     ensemble_weights: list[float] | None = None
     predictions: TestPredictions | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, record: HopRecord, reused: bool, **evaluated: Any) -> HopResult:
+        """`record`'s fields under their own names; what this run spent on it follows from whether it was reused:
+        the same work as `train_*` when it trained it, nothing when it loaded it."""
+        return cls(**asdict(record), reused=reused, spent_flops=0 if reused else record.train_flops,
+                   spent_seconds=0.0 if reused else record.train_seconds, **evaluated)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

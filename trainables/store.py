@@ -10,31 +10,34 @@ import contextlib
 import io
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, ContextManager, Protocol
+from typing import ContextManager, Protocol
 
 import torch
 from torch import Tensor
+
+from trainables.results import HopRecord
 
 
 @dataclass(frozen=True)
 class StoredHop:
     state_dict: dict[str, Tensor]
-    meta: dict[str, Any]  # the hop's result as it was trained (accuracy, cost), JSON-serialisable
+    record: HopRecord
 
     def to_bytes(self) -> bytes:
         state = {name: tensor.detach().cpu() for name, tensor in self.state_dict.items()}
         buffer = io.BytesIO()
-        torch.save({"state_dict": state, "meta": json.dumps(self.meta)}, buffer)
+        torch.save({"state_dict": state, "meta": self.record.to_json()}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoredHop:
-        """Raises on anything that is not a whole stored hop (a truncated upload, a foreign file)."""
+        """Raises on anything that is not a whole stored hop (a truncated upload, a foreign file, a record with
+        other fields)."""
         # weights_only: a store may be shared, and unpickling arbitrary objects from it would run code.
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
             raise ValueError("not a stored hop")
-        return cls(payload["state_dict"], json.loads(payload["meta"]))
+        return cls(payload["state_dict"], HopRecord.from_json(payload["meta"]))
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class MemoryStore:
     def put(self, key: str, hop: StoredHop) -> None:
         # A live state_dict aliases the model's parameters; keep a snapshot, as a file would.
         snapshot = {name: tensor.detach().clone() for name, tensor in hop.state_dict.items()}
-        self._hops[key] = StoredHop(snapshot, dict(hop.meta))
+        self._hops[key] = StoredHop(snapshot, hop.record)
 
     def divergence(self, key: str) -> Divergence | None:
         return self._divergences.get(key)
