@@ -18,7 +18,7 @@ def _is_module(dotted: str) -> bool:
 def _defines(module: str, name: str) -> bool:
     """`module` defines `name` at its top level (a function, a class or an assignment)."""
     tree = ast.parse(ROOT.joinpath(*module.split(".")).with_suffix(".py").read_text())
-    targets = [t for node in tree.body for t in getattr(node, "targets", [])]
+    targets = [t for node in tree.body for t in getattr(node, "targets", [getattr(node, "target", None)])]
     return name in {getattr(node, "name", None) for node in tree.body} | {getattr(t, "id", None) for t in targets}
 
 
