@@ -158,7 +158,7 @@ def _settle_duplicates(study: optuna.Study, ledger: Ledger, duplicates: list[Fro
         if known is None or known.retry:
             study.tell(trial.number, state=TrialState.FAIL)
         elif known.state == TrialState.RUNNING:
-            known.waiting.append(optuna.trial.Trial(study, trial._trial_id))
+            known.waiting.append(trial.number)
         else:
             tell(study, trial.number, known.state, known.values)
 
@@ -166,6 +166,8 @@ def _settle_duplicates(study: optuna.Study, ledger: Ledger, duplicates: list[Fro
 def _enqueue_pending(study: optuna.Study, spec: StudySpec, plan: Plan) -> None:
     """The first draws of the session: the warm starts that have no row yet, then the configurations to retry
     (each once: a draw a crashed session left waiting is not enqueued twice)."""
+    # A WAITING trial holds its params only in the system attr enqueue_trial writes (its `params` stay empty until
+    # it is asked for): a public attribute, whose key Optuna 4–5 name this way.
     waiting = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False,
                                                                              states=(TrialState.WAITING,))]
     pending = [p for p in space.warm_start_points(spec) if plan.ledger.get(plan.ledger.key(p)) is None]

@@ -1,6 +1,6 @@
 """Runs one session of a study: reconcile the journal with the results, then a Ray Tune experiment whose
-OptunaSearch hands out the trials still to run (resumed ones first), until the study has its trials, the space
-is exhausted, or a signal interrupts it.
+searcher (study.search) hands out the trials still to run (resumed ones first), until the study has its trials,
+the space is exhausted, or a signal interrupts it.
 
 Every session is a new Tune experiment (`<run>/tune/<yymmdd-HHMM-xxxx>`); a rerun never restores Tune's snapshot,
 it rebuilds the state from the results the trials wrote (`study.reconcile`).
@@ -77,13 +77,14 @@ def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
     run = spec.run
     cluster.connect(spec.address)
     journal = Journal(run)
-    study = _load_study(spec, journal.open())
+    storage = journal.open()
+    study = _load_study(spec, storage)
     results = ResultsFolder(run / "results")
     plan = reconcile(spec, study, results)
     outcome = StudyOutcome(spec.trials)
     try:
         if spec.trials > plan.ended:
-            _session(spec, trainable, study, plan, results, journal, outcome, callbacks)
+            _session(spec, trainable, study, storage, plan, results, journal, outcome, callbacks)
     finally:
         journal.sync(force=True)
     outcome.trials = read_table(results.location, "trials")  # once: `kdstudy run`'s summary reads it too
@@ -103,17 +104,21 @@ def _keep_credentials_out_of_runtime_envs() -> None:
     """Tune copies the driver's AWS_* variables into every trial's runtime_env, and Ray's runtime_env agent writes
     runtime_envs in plain text into `logs/runtime_env_agent.log` on every node. Trials find credentials where the
     driver does (environment, profile, instance role) on their own node instead. Ray has no public switch for
-    this: the set is Tune's module constant, checked by the S3 test that scans Ray's logs for a planted secret."""
+    this (a job's runtime_env env_vars are overridden by the trial actor's own; clearing them from the driver's
+    environment would cut the driver's own storage off): the set is a constant of Tune's internal module
+    `ray.tune.execution.class_cache`, checked against Ray 2.60 and by the S3 test that scans Ray's logs for a
+    planted secret."""
     from ray.tune.execution import class_cache
 
     class_cache.ENV_VARS_TO_PROPAGATE = class_cache.ENV_VARS_TO_PROPAGATE - AWS_CREDENTIALS
 
 
-def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, plan: Plan, results: ResultsFolder,
-             journal: Journal, outcome: StudyOutcome, callbacks: Sequence[tune.Callback]) -> None:
+def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, storage: optuna.storages.BaseStorage,
+             plan: Plan, results: ResultsFolder, journal: Journal, outcome: StudyOutcome,
+             callbacks: Sequence[tune.Callback]) -> None:
     faults = Faults.from_env()
     with Interruption() as interruption:
-        searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync)
+        searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync, storage=storage)
         asha = spec.scheduler == "asha"
         context = TrialContext(spec.base_config(), spec.run.uri, faults,
                                metrics=(*spec.objectives, *(["student_epoch"] if asha else [])), epoch_reports=asha)

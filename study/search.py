@@ -1,4 +1,5 @@
-"""The study's searcher: Tune's OptunaSearch over the define-by-run space, with the study's rules on top.
+"""The study's searcher: Ray Tune's public `Searcher` interface over Optuna's ask-and-tell, drawing from the
+define-by-run space (`space.suggest`), with the study's rules on top.
 
 - Resume: trials the journal still has RUNNING after a crash (and the results do not hold) are handed out again
   first, as the same Optuna trial with the same trial id; their finished hops come back from the model store.
@@ -18,7 +19,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import uuid
@@ -28,7 +28,6 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from study import space
 from study.faults import NO_FAULTS, Faults
@@ -51,7 +50,7 @@ class Known:
     trial_id: str
     state: TrialState = TrialState.RUNNING
     values: list[float] | None = None
-    waiting: list[optuna.trial.Trial] = field(default_factory=list)  # duplicates to tell when it ends
+    waiting: list[int] = field(default_factory=list)  # numbers of the duplicates to tell when it ends
     retry: bool = False  # it failed in an earlier session: its next draw trains it again, under its trial id
 
 
@@ -98,24 +97,24 @@ class Ledger:
         return len(self.configs) >= self.size and not self.retries
 
 
-class StudySearch(OptunaSearch):
+class StudySearch(Searcher):
+    """`storage` is the study's (Optuna's `Study` does not hand out its own): a resumed trial is reopened through
+    it. A study with nothing to resume may leave it out."""
+
     def __init__(self, spec: StudySpec, study: optuna.Study, ledger: Ledger, resume: list[Resumable],
-                 faults: Faults = NO_FAULTS, on_tell: Callable[[], None] = lambda: None) -> None:
+                 faults: Faults = NO_FAULTS, on_tell: Callable[[], None] = lambda: None,
+                 storage: optuna.storages.BaseStorage | None = None) -> None:
         metric: str | list[str] = list(spec.objectives) if spec.multi_objective else spec.objectives[0]
         mode: str | list[str] = [OBJECTIVES[o] for o in spec.objectives] if spec.multi_objective \
             else OBJECTIVES[spec.objectives[0]]
+        super().__init__(metric=metric, mode=mode)
         self.spec, self.ledger, self.resume, self.faults, self.on_tell = spec, ledger, list(resume), faults, on_tell
+        self.study, self.storage = study, storage
+        self.trials: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> its Optuna trial, until it ends
         self.keys: dict[str, str] = {}  # Tune trial id -> configuration key
         self.exhausted_reason: str | None = None
         self.invalid: set[str] = set()  # reasons of invalid draws already logged
-        self._study = study
-        self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed + len(study.trials)))
-        super().__init__(space=functools.partial(space.suggest, spec=spec), metric=metric, mode=mode,
-                         sampler=study.sampler, study_name=study.study_name, storage=study._storage)
-
-    def _setup_study(self, mode: str | list[str]) -> None:
-        # The study is already loaded (and its warm starts enqueued once): don't create or enqueue again.
-        self._ot_study = self._study
+        self.random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed + len(study.trials)))
 
     # Tune snapshots a searcher with its experiment; this one's state lives in the journal and the results, and a
     # session is never restored from a snapshot (study.reconcile rebuilds it): nothing to save, and no O(trials)
@@ -136,7 +135,7 @@ class StudySearch(OptunaSearch):
             ot_trial = self._ask(duplicates)
             if ot_trial is None:
                 break
-            config = self._suggest_from_define_by_run_func(self._space, ot_trial)
+            config = self._draw(ot_trial)
             key = self._valid_key(ot_trial, config)
             if key is None:
                 duplicates += 1
@@ -161,8 +160,13 @@ class StudySearch(OptunaSearch):
                 self.invalid.add(str(error))
                 log.warning("search: an invalid chain was drawn and skipped (%s)", error)
             ot_trial.set_user_attr(INVALID_ATTR, str(error))
-            tell(self._ot_study, ot_trial, TrialState.FAIL, None)
+            tell(self.study, ot_trial, TrialState.FAIL, None)
             return None
+
+    def _draw(self, ot_trial: optuna.trial.Trial) -> dict[str, Any]:
+        """The chain an Optuna trial suggests: its parameters and the values derived from them."""
+        derived = space.suggest(ot_trial, self.spec)
+        return {**ot_trial.params, **derived}
 
     def _ask(self, duplicates: int) -> optuna.trial.Trial | None:
         """TPE's next suggestion; after TPE_DUPLICATES known ones in a row, a random new configuration instead
@@ -172,14 +176,14 @@ class StudySearch(OptunaSearch):
             if fresh is None:
                 self.exhausted_reason = f"no new configuration in {RANDOM_DRAWS} random draws"
                 return None
-            self._ot_study.enqueue_trial(fresh)
-        return self._ot_study.ask()
+            self.study.enqueue_trial(fresh)
+        return self.study.ask()
 
     def _random_new_config(self) -> dict[str, Any] | None:
         for _ in range(RANDOM_DRAWS):
-            trial = self._random.ask()
-            config = self._suggest_from_define_by_run_func(self._space, trial)
-            self._random.tell(trial, state=TrialState.FAIL)
+            trial = self.random.ask()
+            config = self._draw(trial)
+            self.random.tell(trial, state=TrialState.FAIL)
             try:
                 key = self.ledger.key(config)
             except ConfigError:
@@ -197,31 +201,26 @@ class StudySearch(OptunaSearch):
             self.ledger.retried(retried)
         else:
             self.ledger.add(key, Known(study_trial_id))
-        self._ot_trials[trial_id], self.keys[trial_id] = ot_trial, key
+        self.trials[trial_id], self.keys[trial_id] = ot_trial, key
         return {**config, "trial_id": study_trial_id}
 
     def _resume(self, trial_id: str, resumable: Resumable) -> dict[str, Any]:
-        storage_id = self._ot_study._storage.get_trial_id_from_study_id_trial_number(
-            self._ot_study._study_id, resumable.number)
         config = space.flat_from_params(resumable.params)
-        self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, storage_id)
+        self.trials[trial_id] = reopen(self.study, self.storage, resumable.number)
         self.keys[trial_id] = self.ledger.key(config)
         return {**config, "trial_id": resumable.trial_id}
 
     def _duplicate(self, ot_trial: optuna.trial.Trial, known: Known) -> None:
         ot_trial.set_user_attr(DUPLICATE_ATTR, known.trial_id)
         if known.state == TrialState.RUNNING:
-            known.waiting.append(ot_trial)
+            known.waiting.append(ot_trial.number)
         else:
-            tell(self._ot_study, ot_trial, known.state, known.values)
+            tell(self.study, ot_trial, known.state, known.values)
 
     # --- outcomes -------------------------------------------------------------------------------------------------
 
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        pass
-
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        ot_trial, key = self._ot_trials.pop(trial_id, None), self.keys.pop(trial_id, None)
+        ot_trial, key = self.trials.pop(trial_id, None), self.keys.pop(trial_id, None)
         if ot_trial is None:
             return
         state, values = outcome(result, error, self.metric)
@@ -229,15 +228,25 @@ class StudySearch(OptunaSearch):
             # TPE ranks pruned trials by their last intermediate value: what the stopped student reached.
             ot_trial.report(float(result.get(self.metric, 0.0)), int(result.get("student_epoch", 0)))
         self.faults.point("before-tell")
-        tell(self._ot_study, ot_trial, state, values)
+        tell(self.study, ot_trial, state, values)
         known = self.ledger.get(key) if key else None
         if known is not None:
             known.state, known.values = state, values
             for waiting in known.waiting:
-                tell(self._ot_study, waiting, state, values)
+                tell(self.study, waiting, state, values)
             known.waiting = []
         self.faults.point("after-tell")
         self.on_tell()
+
+
+def reopen(study: optuna.Study, storage: optuna.storages.BaseStorage | None, number: int) -> optuna.trial.Trial:
+    """The live Optuna trial of a RUNNING trial of an earlier session (reporting to it needs one), found through
+    the storage's public lookups."""
+    if storage is None:
+        raise ValueError("resuming a trial needs the study's storage")
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                                number)
+    return optuna.trial.Trial(study, trial_id)
 
 
 def tell(study: optuna.Study, trial: optuna.trial.Trial | int, state: TrialState, values: list[float] | None) -> None:
