@@ -9,9 +9,13 @@ from typing import Any
 from study.flags import add_flags
 from study.run_cmd import recorded_runtime
 from study.spec import RECORDED_RUNTIME, STUDY_SETTINGS, check_runtime
+from trainables.methods import Param
 from trainables.typed import InputError
 
-DEFAULT_TOP = 3
+# A confirmation's own settings. --top has no default in the parser: --top and --per-group exclude each other, so a
+# given --top must be told from the default.
+TOP = Param("top", int, 3, "how many of the best configurations", low=1, scope="confirm")
+SEEDS = Param("seeds", int, 3, "new seeds per configuration", low=1, scope="confirm")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -22,11 +26,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     confirm = subparsers.add_parser("confirm", help="re-train the top configurations, or each method group's best, "
                                                     "with new seeds (through Ray)")
     confirm.add_argument("run", help="the study: <storage>/<name>, a local folder or a URI such as s3://b/studies/x")
-    # no default here: --top and --per-group exclude each other, so a given --top must be told from the default
-    confirm.add_argument("--top", type=int, help=f"how many of the best configurations (default {DEFAULT_TOP})")
+    add_flags(confirm, [TOP])
     confirm.add_argument("--per-group", dest="per_group", action="store_true",
                          help="the best configuration of each method group, all on the same new seeds (paired)")
-    confirm.add_argument("--seeds", type=int, default=3, help="new seeds per configuration (default 3)")
+    add_flags(confirm, [SEEDS])
     # no defaults here: a confirmation runs like its study (confirm_runtime)
     add_flags(confirm, [replace(STUDY_SETTINGS[name], help=f"{STUDY_SETTINGS[name].help} (default: the study's)")
                         for name in RECORDED_RUNTIME], show_default=False)
@@ -63,16 +66,16 @@ def run_confirm(args: argparse.Namespace) -> int:
     if args.per_group and args.top is not None:
         raise InputError("top", problem=f"--top and --per-group exclude each other, got --top {args.top} and "
                                         "--per-group")
-    top = DEFAULT_TOP if args.top is None and not args.per_group else args.top
-    for name, value in (("top", top), ("seeds", args.seeds)):
-        if value is not None and value < 1:
-            raise InputError(name, ">= 1", value)
+    top = TOP.default if args.top is None and not args.per_group else args.top
+    seeds = SEEDS.default if args.seeds is None else args.seeds
+    TOP.check(top)
+    SEEDS.check(seeds)
     run = check_run(args.run)
     runtime = confirm_runtime(args, run)
     from study import cluster  # imports Ray
     from study.confirm import planned_jobs, run_confirmation
 
-    jobs = planned_jobs(run, top, args.seeds, args.per_group)  # bad runs fail here, before Ray starts
+    jobs = planned_jobs(run, top, seeds, args.per_group)  # bad runs fail here, before Ray starts
     cluster.check_resources(runtime["cpus_per_trial"], runtime["gpus_per_trial"], args.address)
     print(f"resources: {runtime['cpus_per_trial']:g} CPU and {runtime['gpus_per_trial']:g} GPU per trial, "
           f"at most {runtime['max_concurrent']} trials at a time", flush=True)

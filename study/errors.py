@@ -1,10 +1,10 @@
 """How the CLI ends badly: the one bad-input error it turns into a one-line message and exit code 2
-(`trainables.typed.InputError`, raised by config, method settings, data, models and the study spec alike), and the
+(`trainables.typed.InputError`, raised alike by config, method settings, data, models and the study spec), and the
 exit code of a signal."""
 
 from trainables.typed import InputError
 
-# The CLI's name for the one bad-input error: the same class.
+# The CLI's older name for the one bad-input error: the same class.
 UsageError = InputError
 
 __all__ = ["InputError", "UsageError", "signal_exit_code"]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal, Protocol
 
 from trainables.typed import InputError, coerce
 
-Scope = Literal["method", "chain", "study", "runtime"]
+Scope = Literal["method", "chain", "study", "runtime", "confirm"]
 
 Value = bool | int | float | str
 
@@ -40,8 +40,9 @@ class Param:
     `search` is the default range (numbers) or the default subset (choices) the study suggests from; `label` formats
     the value in a configuration's label ("T={:.1f}"). `distillation_only`: the value only shapes the distillation
     term, so at α = 0 it cannot change a hop's weights and is left out of its identity (`KDMethod.identity`).
-    `scope`: a KD method's setting, a chain's (`ChainConfig`), a study's (`StudySpec`), or a study's runtime
-    setting (where and how it runs, not what it finds). `flag`: the CLI's name where it is not the setting's."""
+    `scope`: a KD method's setting, a chain's (`ChainConfig`), a study's (`StudySpec`), a study's runtime
+    setting (where and how it runs, not what it finds), or a confirmation's own (`kdstudy confirm --top`). `flag`:
+    the CLI's name where it is not the setting's."""
 
     name: str
     kind: Any
