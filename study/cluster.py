@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from study.errors import UsageError
+from trainables.typed import InputError
 
 # What Ray pushes to every driver when a node dies: each agent of a node whose raylet died sends the raylet's last
 # log lines ("Raylet is terminated. … [state-dump] …", ≈ 30 lines), and the GCS sends a notice of a node "marked
@@ -92,4 +92,4 @@ def check_request(cpus: float, gpus: float, capacity: dict[str, float], where: s
         have = capacity.get(kind, 0.0)
         if wanted > have:
             has = f"has {have:g} {kind}s" if have else f"has no {kind}"
-            raise UsageError(name, problem=f"{wanted:g} per trial, but {where} {has}")
+            raise InputError(name, problem=f"{wanted:g} per trial, but {where} {has}")

@@ -21,12 +21,12 @@ from analysis.ranking import chain_settings, ranked
 from analysis.storage import locate
 from study import cluster
 from study.faults import Faults
-from study.errors import UsageError
 from study.recorder import NodeDeaths, error_message
 from study.results import ResultsFolder, confirmation_id
 from study.runner import bind, quiet_run_config, quiet_tune, trial_dirname
 from study.trainable import TrialContext, use_assigned_cpus
 from trainables import ChainConfig, HopDiverged, train_chain
+from trainables.typed import InputError
 
 # Settings that identify a configuration apart from its seed (the data folder may move between machines).
 NOT_IDENTITY = ("seed", "data_dir", "device")
@@ -61,7 +61,7 @@ def chosen_sources(trials: pd.DataFrame, top: int | None, per_group: bool) -> li
     group (`per_group`, in report group order), or else the `top` best distinct configurations."""
     best = ranked(trials)
     if best.empty:
-        raise UsageError("run", problem="no successful trial to confirm")
+        raise InputError("run", problem="no successful trial to confirm")
     if per_group:
         best = sort_by_group(best.drop_duplicates("group", keep="first"))
     chosen: dict[str, dict[str, Any]] = {}

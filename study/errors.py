@@ -4,10 +4,7 @@ exit code of a signal."""
 
 from trainables.typed import InputError
 
-# The CLI's older name for the one bad-input error: the same class.
-UsageError = InputError
-
-__all__ = ["InputError", "UsageError", "signal_exit_code"]
+__all__ = ["InputError", "signal_exit_code"]
 
 
 def signal_exit_code(signum: int) -> int:

@@ -34,7 +34,7 @@ from study.faults import NO_FAULTS, Faults
 from study.spec import OBJECTIVES, StudySpec
 from study.trainable import DIVERGED, FINISHED, OUTCOME
 from trainables import ChainConfig
-from trainables.config import ConfigError
+from trainables.typed import InputError
 
 log = logging.getLogger("kdstudy")
 TRIAL_ID_ATTR, DUPLICATE_ATTR, INVALID_ATTR = "trial_id", "duplicate_of", "invalid"
@@ -155,7 +155,7 @@ class StudySearch(Searcher):
         check cannot see from ending the session."""
         try:
             return self.ledger.key(config)
-        except ConfigError as error:
+        except InputError as error:
             if str(error) not in self.invalid:
                 self.invalid.add(str(error))
                 log.warning("search: an invalid chain was drawn and skipped (%s)", error)
@@ -186,7 +186,7 @@ class StudySearch(Searcher):
             self.random.tell(trial, state=TrialState.FAIL)
             try:
                 key = self.ledger.key(config)
-            except ConfigError:
+            except InputError:
                 continue
             if self.ledger.get(key) is None:
                 return dict(trial.params)

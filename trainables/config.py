@@ -16,11 +16,8 @@ from trainables.methods.params import Param, declared, setting
 from trainables.models import INITS, parse_arch
 from trainables.typed import InputError, coerce
 
-__all__ = ["CHAIN_SETTINGS", "ChainConfig", "ConfigError", "InputError", "KL_REDUCTIONS", "LR_SCHEDULES",
-           "MAX_BATCH_SIZE", "MAX_WIDTH", "PRECISIONS"]
-
-# The former name of the one bad-input error, kept for the modules that still catch it by that name.
-ConfigError = InputError
+__all__ = ["CHAIN_SETTINGS", "ChainConfig", "InputError", "KL_REDUCTIONS", "LR_SCHEDULES", "MAX_BATCH_SIZE",
+           "MAX_WIDTH", "PRECISIONS"]
 
 LR_SCHEDULES = ("constant", "cosine")
 # "batchmean": the true KL per sample; "mean": the reference code's nn.KLDivLoss(), which also divides by C.
