@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from trainables import ChainConfig, train_chain
 from trainables.data import DataBundle, Split
-from trainables.data.registry import channel_stats
+from trainables.data.datasets import channel_stats
 
 CLASSES, SIZE = 100, 32
 CONTRAST, NOISE = 0.3, 0.3

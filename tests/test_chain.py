@@ -11,7 +11,7 @@ import torch
 from tests.conftest import DEVICE, ON_GPU
 from trainables import ChainConfig, HopDiverged, MemoryStore, train_chain
 from trainables.data import DataBundle, Split, iterate_batches, load_chain_data, split_positions
-from trainables.data.registry import SplitPositions
+from trainables.data.datasets import SplitPositions
 from trainables.hops import plan_chain
 from trainables.loop import HopTraining, TeacherOutputs, validate
 from trainables.models import build_model
@@ -98,7 +98,7 @@ def test_the_learned_ensemble_reuses_the_shared_prefix_and_fits_on_the_fit_split
         drawn.append((labels, split_positions(labels, *rest)))
         return drawn[-1][1]
 
-    with mock.patch("trainables.data.registry.split_positions", spy_positions):
+    with mock.patch("trainables.data.datasets.split_positions", spy_positions):
         data = load_chain_data(cfg)
     forwarded: dict[int, Split] = {}  # every split the teachers are run on
     for_split = TeacherOutputs.for_split

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import cifar as _cifar  # noqa: F401  (registers cifar10/cifar100)
-from . import embedded as _embedded  # noqa: F401  (registers mnist5k/digits)
+from trainables.plugins import import_all
+
 from .batches import iterate_batches
-from .registry import (available_datasets, check_holdout_size, holdout_count, load_dataset, split_positions,
+from .datasets import (available_datasets, check_holdout_size, holdout_count, load_dataset, split_positions,
                        train_images)
 from .splits import DataBundle, Split
 
 if TYPE_CHECKING:
     from trainables.config import ChainConfig
+
+import_all(__name__, __path__)  # each dataset module registers its datasets (cifar10/cifar100, mnist5k/digits)
 
 
 def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:

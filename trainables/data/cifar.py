@@ -15,7 +15,7 @@ import torch
 
 from trainables.typed import InputError
 
-from .registry import RawDataset, register_dataset
+from .datasets import RawDataset, register_dataset
 
 _IMAGE_SHAPE = (3, 32, 32)
 _ROW_LENGTH = 3 * 32 * 32

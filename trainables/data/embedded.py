@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .registry import RawDataset, register_dataset
+from .datasets import RawDataset, register_dataset
 from .splits import stratified_split
 
 _TEST_SEED = 20_240_601  # constant on purpose; never the run seed

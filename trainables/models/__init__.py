@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-# Importing the family modules registers them with the registry.
-from . import plain as _plain  # noqa: F401
-from . import resnet as _resnet  # noqa: F401
+from trainables.plugins import import_all
+
 from .cost import count_params, inference_flops
-from .registry import INITS, arch_name, available_archs, build_model, parse_arch
+from .families import INITS, arch_name, available_archs, build_model, parse_arch
+
+import_all(__name__, __path__)  # each family module (plain, resnet) registers its architectures
 
 __all__ = [
     "INITS",

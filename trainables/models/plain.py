@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from trainables.typed import InputError
 
-from .registry import register_family, scaled
+from .families import register_family, scaled
 
 # depth -> layer tokens. "C<n>": 3x3 conv+BN+ReLU with n channels, "P": 2x2 max-pool,
 # "FC<n>": hidden Linear+ReLU with n units, "FC": final Linear to num_classes.

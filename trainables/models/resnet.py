@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from trainables.typed import InputError
 
-from .registry import register_family, scaled
+from .families import register_family, scaled
 
 RESNET_DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32, 44, 56, 110)
 STAGE_CHANNELS: tuple[int, int, int] = (16, 32, 64)

@@ -8,7 +8,6 @@ statistics, argument checking) lives here so it is written once.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import numbers
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -37,8 +36,6 @@ _REGISTRY: dict[str, Loader] = {}
 # Images each dataset's loader returns for training, before the hold-out: what a fractional `val_size` is a
 # fraction of, known without loading anything (hop keys need it on every plan).
 _TRAIN_IMAGES: dict[str, int] = {}
-# Imported lazily so that importing registry alone still sees every built-in dataset.
-_BUILTIN_MODULES = ("trainables.data.embedded", "trainables.data.cifar")
 _STATS_CHUNK = 4096  # images per chunk when computing mean/std, bounds float64 memory
 
 
@@ -56,14 +53,8 @@ def register_dataset(name: str, *, train_images: int) -> Callable[[Loader], Load
     return decorate
 
 
-def _ensure_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
 def available_datasets() -> list[str]:
     """Sorted names accepted by ``load_dataset``."""
-    _ensure_builtins()
     return sorted(_REGISTRY)
 
 
