@@ -1,6 +1,6 @@
 """What a study cost: what it spent in all (failed and killed attempts included) against what its trials would cost
 trained from scratch one by one, what caching the teachers' outputs saves against the TAKD/DGKD reference code, and
-how long trials waited for hops that other trials were training. `analysis.schema` says what each column counts.
+how long trials waited for hops that other trials were training. `runstore.schema` says what each column counts.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Read a study run's Parquet results into pandas, from any storage the study accepts, while it still runs.
 
-Each table is a folder of Parquet files (`analysis.schema`), each written atomically, so a read sees whole files;
+Each table is a folder of Parquet files (`runstore.schema`), each written atomically, so a read sees whole files;
 a table with no file yet reads as an empty table with the schema's columns, which lets notebooks and reports run
 against a study from its first minute. Files written by different versions may have different columns (a KD
 method added later brings its settings): a read takes the union, with nulls where a file has no such column.
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis import schema
-from analysis.storage import Location, exists, locate, read_parquet_folder
+from runstore import schema
+from runstore.storage import Location, exists, locate, read_parquet_folder
 
 # Report order of the method groups of the built-in methods (the seed paper's comparison); any other group a
 # method reports sorts after them, alphabetically.

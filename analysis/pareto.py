@@ -10,7 +10,7 @@ import pandas as pd
 Direction = Literal["min", "max"]
 
 # (x, x_dir, y, y_dir): the cost axes a study trades against the student's validation accuracy. Costs are a
-# chain's from scratch (`analysis.schema` says what they count): FLOPs with the teachers' outputs cached, as kdstudy
+# chain's from scratch (`runstore.schema` says what they count): FLOPs with the teachers' outputs cached, as kdstudy
 # trains, and as the TAKD/DGKD reference code trains (every upper model forwarded on every batch); seconds; size.
 DEFAULT_FRONTS: list[tuple[str, Direction, str, Direction]] = [
     ("train_flops", "min", "student_val_acc", "max"),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import is_missing, sort_by_group, successful
-from analysis.schema import config_columns
+from runstore.schema import config_columns
 
 RANK_COLUMNS: list[str] = [
     "config_label", "method", "group", "ta_depths", "num_tas", "student_val_acc", "student_test_acc", "train_flops",

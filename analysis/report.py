@@ -12,7 +12,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from analysis import schema
 from analysis.avalanche_report import avalanche_section
 from analysis.costs import cost_section
 from analysis.load import Run, is_missing, load_run, ordered_groups, successful
@@ -22,8 +21,9 @@ from analysis.plots import method_comparison_plot, pareto_plot
 from analysis.ranking import best_config, best_per_method, confirmation_summary, rank_configurations, ranked
 from analysis.seed_paper import SOURCE as SEED_SOURCE
 from analysis.seed_paper import seed_comparison
-from analysis.storage import Location, write_bytes
 from analysis.tables import MISSING, Column, fmt_code, fmt_float, fmt_int, fmt_pct, fmt_sci, markdown_table
+from runstore import schema
+from runstore.storage import Location, write_bytes
 
 Section = tuple[str, str]
 

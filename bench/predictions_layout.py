@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analysis.schema import PREDICTIONS
+from runstore.schema import PREDICTIONS
 
 
 def synthetic(trials: int, hops: int, samples: int, classes: int, seed: int = 0) -> pa.Table:

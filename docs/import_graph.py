@@ -18,7 +18,7 @@ def module_name(path: Path) -> str:
 
 
 def submodule_or_package(base: str, name: str) -> str:
-    """`from analysis import schema` imports the module analysis.schema; `from trainables import ChainConfig`
+    """`from runstore import schema` imports the module runstore.schema; `from trainables import ChainConfig`
     imports the package."""
     path = ROOT.joinpath(*base.split("."), name)
     return f"{base}.{name}" if path.with_suffix(".py").exists() or (path / "__init__.py").exists() else base

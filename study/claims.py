@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from analysis.storage import Location, read_bytes, write_bytes
+from runstore.storage import Location, read_bytes, write_bytes
 from study.faults import NO_FAULTS, Faults
 
 LEASE_ENV = "KDSTUDY_CLAIM_LEASE_S"

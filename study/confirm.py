@@ -15,14 +15,14 @@ from typing import Any
 import pandas as pd
 from ray import tune
 
-from analysis import schema
 from analysis.load import read_table, sort_by_group
 from analysis.ranking import chain_settings, ranked
-from analysis.storage import locate
+from runstore import schema
+from runstore.storage import locate
 from study import cluster
 from study.faults import Faults
 from study.recorder import NodeDeaths, error_message
-from study.results import ResultsFolder, confirmation_id
+from study.results_folder import ResultsFolder, confirmation_id
 from study.runner import bind, quiet_run_config, quiet_tune, trial_dirname
 from study.trainable import TrialContext, use_assigned_cpus
 from trainables import ChainConfig, HopDiverged, train_chain

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from typing import Callable, ContextManager, Protocol, TypeVar
 
-from analysis.storage import Location, read_bytes, write_bytes
+from runstore.storage import Location, read_bytes, write_bytes
 from study.faults import NO_FAULTS, Faults
 from trainables import StoredHop
 from trainables.store import Divergence

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 
-from analysis.storage import Location, read_bytes, write_bytes
+from runstore.storage import Location, read_bytes, write_bytes
 
 JOURNAL_NAME = "optuna_journal.log"
 UPLOAD_EVERY_S = 30.0

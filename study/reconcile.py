@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from analysis import schema
+from runstore import schema
 from study import space
-from study.results import ResultsFolder
+from study.results_folder import ResultsFolder
 from study.search import DUPLICATE_ATTR, TRIAL_ID_ATTR, Known, Ledger, Resumable, tell
 from study.spec import StudySpec
 from trainables import ChainConfig

@@ -13,9 +13,9 @@ from typing import Any, Callable
 from ray.tune import Callback
 from ray.tune.progress_reporter import TrialProgressCallback
 
-from analysis import schema
+from runstore import schema
 from study.cluster import NodeWatch
-from study.results import ResultsFolder
+from study.results_folder import ResultsFolder
 from study.space import chain_config
 from study.trainable import DETAIL, DIVERGED, OUTCOME
 from trainables import ChainConfig

@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from analysis import schema
+from runstore import schema
 from trainables import ChainConfig, ChainResult, HopResult
-from trainables.results import cost_summary
 from trainables.methods import all_loss_terms, all_params
+from trainables.results import cost_summary
 
 _ARROW: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 

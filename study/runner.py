@@ -22,15 +22,15 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.stopper import Stopper
 
-from analysis import schema
 from analysis.load import empty_table, read_table
-from analysis.storage import Location
+from runstore import schema
+from runstore.storage import Location
 from study import cluster
 from study.faults import Faults
 from study.journal import Journal
 from study.reconcile import GIVE_UP_AFTER, Failed, Plan, reconcile
 from study.recorder import NoTuneProgress, TrialRecorder
-from study.results import ResultsFolder
+from study.results_folder import ResultsFolder
 from study.search import StudySearch
 from study.spec import OBJECTIVES, StudySpec
 from study.trainable import TrialContext, chain_trainable

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from analysis.storage import Location, locate
+from runstore.storage import Location, locate
 from trainables.config import CHAIN_SETTINGS, ChainConfig
 from trainables.methods import Param, all_params, method_class, method_names
 from trainables.methods.params import declared, setting

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from ray import tune
 
-from analysis.storage import locate
+from runstore.storage import locate
 from study.claims import StorageClaims, lease_seconds
 from study.faults import NO_FAULTS, Faults
 from study.hop_store import RunHopStore
-from study.results import ResultsFolder
+from study.results_folder import ResultsFolder
 from study.space import chain_config
 from trainables import ChainConfig, HopDiverged, train_chain
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis import schema
+from runstore import schema
 from study import rows
 from trainables.config import ChainConfig
 

@@ -72,7 +72,7 @@ def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_study(ray_cluster: str, spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 5-trial study on tiny data, run once per session: `<storage>/tiny`, with all its Parquet files."""
-    from study.cli import main
+    from cli.main import main
 
     storage = tmp_path_factory.mktemp("storage")
     assert main(["run", "--spec", str(spec_file), "--storage", str(storage), "--name", "tiny", "--no-report"]) == 0

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import schema
 from analysis.avalanche import (CONTROL_MATCH, INTERVAL_METRICS, PairMetrics, avalanche_curve, avalanche_summary,
                                 best_trials, bootstrap_metrics, chain_pair_table, claim, control_candidates,
                                 outcome_codes, pair_metrics, percentile_interval, point_metrics, run_student_pairs,
@@ -24,6 +23,7 @@ from analysis.avalanche import (CONTROL_MATCH, INTERVAL_METRICS, PairMetrics, av
 from analysis.avalanche_report import (AVALANCHE_INTRO, STUDENT_PAIR_COLUMNS, avalanche_section, finding,
                                        missing_control_note, student_pair_markdown)
 from analysis.load import load_run
+from runstore import schema
 from study import rows
 from tests.analysis_fixtures import assert_png_not_blank, write_table
 from trainables.config import ChainConfig

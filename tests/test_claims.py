@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from analysis.storage import locate
+from runstore.storage import locate
 from study.claims import StorageClaims
 from tests.analysis_fixtures import ROOT
 
@@ -59,7 +59,7 @@ def test_a_claim_whose_holder_died_is_taken_over_after_one_lease(tmp_path: Path)
 def _confirm(run: Path, faults: Path) -> subprocess.Popen:
     # --address local: each command on a Ray cluster of its own, as two commands started without --address are
     env = {**os.environ, "KDSTUDY_FAULT": "stored:count", "KDSTUDY_FAULT_DIR": str(faults)}
-    argv = [sys.executable, "-m", "study.cli", "confirm", str(run), "--top", "1", "--seeds", "1",
+    argv = [sys.executable, "-m", "cli.main", "confirm", str(run), "--top", "1", "--seeds", "1",
             "--address", "local"]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from study.cli import main
+from cli.main import main
 
 TINY = ["--train-size", "300", "--val-size", "100", "--width", "0.25", "--epochs", "1", "--lr", "0.05",
         "--no-progress"]

@@ -35,7 +35,7 @@ def two_nodes() -> Iterator[tuple[object, list]]:
 
 
 def _driver(spec: Path, storage: Path, name: str, address: str, env: dict[str, str]) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "study.cli", "run", "--spec", str(spec), "--storage", str(storage), "--name", name,
+    argv = [sys.executable, "-m", "cli.main", "run", "--spec", str(spec), "--storage", str(storage), "--name", name,
             "--address", address, "--trials", "2", "--max-concurrent", "2", "--max-failures", "1",
             "--methods", "takd,dgkd", "--no-report"]
     return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from study.analysis_cmds import confirm_runtime
-from study.cli import build_parser, main
+from cli.analysis_cmds import confirm_runtime
+from cli.main import build_parser, main
+from cli.run_cmd import write_settings
 from study.confirm import confirmation_jobs
-from study.run_cmd import write_settings
 from study.spec import StudySpec
 from tests.conftest import ON_GPU
 

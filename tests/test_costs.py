@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from analysis import schema
 from analysis.costs import cost_section
 from analysis.load import load_run
-from analysis.storage import locate
+from runstore import schema
+from runstore.storage import locate
 from study import rows
-from study.results import ResultsFolder
+from study.results_folder import ResultsFolder
 from tests.analysis_fixtures import write_table
 from tests.conftest import DEVICE
 from trainables import ChainConfig, ChainResult, MemoryStore, train_chain

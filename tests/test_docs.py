@@ -24,8 +24,9 @@ def _defines(module: str, name: str) -> bool:
 
 def test_every_module_the_architecture_page_names_exists() -> None:
     text = PAGE.read_text()
-    paths = set(re.findall(r"`((?:study|trainables|analysis|tests|docs)/[\w/.-]*)", text))
-    dotted = set(re.findall(r"`((?:study|trainables|analysis)(?:\.(?!json`)\w+)+)", text))  # not `study.json`
+    paths = set(re.findall(r"`((?:cli|runstore|study|trainables|analysis|tests|docs)/[\w/.-]*)", text))
+    # dotted names, not `study.json`
+    dotted = set(re.findall(r"`((?:cli|runstore|study|trainables|analysis)(?:\.(?!json`)\w+)+)", text))
     missing = [p for p in paths if not (ROOT / p).exists()]
     missing += [d for d in dotted if not _is_module(d)
                 and not (_is_module(d.rpartition(".")[0]) and _defines(*d.rsplit(".", 1)))]

@@ -1,5 +1,6 @@
-"""Imports run one way: `study → trainables`, `study → analysis`; `analysis` needs neither, nor torch nor Ray, so a
-notebook that only reads results never loads the training engine."""
+"""Imports run one way: `cli → study → trainables`, `study → analysis → runstore`, `study → runstore`; nothing
+imports `cli`. `runstore` (the results' storage and layout) and `analysis` need neither the engine nor the study,
+nor torch, Ray or Optuna, so a notebook that only reads results never loads the training engine."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from tests.analysis_fixtures import ROOT, write_fake_run
 ANALYSIS_ONLY = """
 import sys
 import analysis, analysis.avalanche, analysis.load, analysis.pareto, analysis.plots, analysis.ranking
-import analysis.report, analysis.schema, analysis.storage, analysis.tables
+import analysis.report, analysis.tables, runstore, runstore.schema, runstore.storage
 run = analysis.load.load_run(sys.argv[1])
 assert len(run.trials) == 12 and not run.hops.empty
 analysis.report.write_report(sys.argv[1])
-heavy = sorted(m for m in ("torch", "ray", "study", "trainables", "optuna") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "ray", "study", "trainables", "optuna", "cli") if m in sys.modules)
 print(",".join(heavy))
 """
 
@@ -29,7 +30,11 @@ def test_reading_a_run_and_writing_its_report_load_neither_torch_nor_ray(tmp_pat
     assert done.stdout.strip() == ""
 
 
-def _imported_packages(package: str) -> set[str]:
+OURS = {"cli", "study", "trainables", "analysis", "runstore"}
+
+
+def _imports(package: str) -> set[str]:
+    """The top-level names every module of `package` imports, lazy imports inside functions included."""
     found = set()
     for path in (ROOT / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -37,10 +42,21 @@ def _imported_packages(package: str) -> set[str]:
                 found.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)
-    return found & {"study", "trainables", "analysis"}
+    return found
+
+
+def _layers_below(package: str) -> set[str]:
+    return _imports(package) & OURS - {package}
 
 
 def test_imports_run_one_way() -> None:
-    assert _imported_packages("trainables") == {"trainables"}
-    assert _imported_packages("analysis") == {"analysis"}
-    assert _imported_packages("study") == {"study", "trainables", "analysis"}
+    assert _layers_below("runstore") == set()
+    assert _layers_below("trainables") == set()
+    assert _layers_below("analysis") == {"runstore"}
+    assert _layers_below("study") == {"trainables", "analysis", "runstore"}
+    assert _layers_below("cli") == {"study", "trainables", "analysis", "runstore"}
+
+
+def test_the_results_store_needs_no_engine() -> None:
+    assert not _imports("runstore") & {"torch", "torchvision", "ray", "optuna"}
+    assert not _imports("analysis") & {"torch", "torchvision", "ray", "optuna"}

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.load import load_run
-from analysis.storage import locate
-from study.cli import main
+from cli.main import main
+from runstore.storage import locate
 from tests.conftest import PLANTED_SECRET
 from tests.journals import load_journal
 

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import schema
 from analysis.load import load_run
 from analysis.paired import (DIFFERENCE_COLUMNS, best_group, comparison_pairs, difference_sentence, paired_differences,
                              paired_t)
 from analysis.report import write_report
 from analysis.seed_paper import seed_comparison
+from cli.main import main
+from runstore import schema
 from study import rows
-from study.cli import main
 from study.confirm import confirmation_jobs
 from tests.analysis_fixtures import write_table
 from trainables.config import ChainConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from study.cli import main
+from cli.main import main
 from tests.cifar_files import write_cifar100
 
 

@@ -1,6 +1,6 @@
 """The package uses Ray and Optuna through their public APIs only: a new release may change anything private.
 
-The scan reads the source of study/, trainables/ and analysis/ (AST, no import) and flags, by file:line:
+The scan reads the source of every package (AST, no import) and flags, by file:line:
 - an import of a private Ray or Optuna module: a dotted path under `ray` or `optuna` with a part that starts with
   one underscore (`ray._private.worker`, `from optuna._imports import …`);
 - an attribute starting with one underscore (dunders are public) read from a name bound to Ray or Optuna (a module
@@ -18,7 +18,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("study", "trainables", "analysis")
+PACKAGES = ("cli", "study", "trainables", "runstore", "analysis")
 FOREIGN = ("ray", "optuna")
 # (file, function): Ray's driver prints node-death notices through a private function only (study.cluster).
 ALLOWED = {("study/cluster.py", "_quiet_node_deaths")}

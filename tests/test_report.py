@@ -18,16 +18,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis import schema
 from analysis.load import load_run, ordered_groups, successful
 from analysis.plots import GROUP_COLOURS, group_colour
 from analysis.ranking import (best_config, best_per_method, chain_settings, confirmation_summary,
                               rank_configurations, ranked)
 from analysis.report import write_report
-from analysis.storage import Location
 from analysis.tables import fmt_pct, fmt_sci, markdown_table
+from cli.main import main
+from runstore import schema
+from runstore.storage import Location
 from study import rows
-from study.cli import main
 from tests.analysis_fixtures import assert_png_not_blank, write_fake_run, write_table
 from trainables.config import ChainConfig
 

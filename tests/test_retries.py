@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 
-from analysis import schema
-from analysis.storage import locate
-from study.cli import main
+from cli.main import main
+from runstore import schema
+from runstore.storage import locate
 from study.reconcile import GIVE_UP_AFTER, reconcile
-from study.results import ResultsFolder
+from study.results_folder import ResultsFolder
 from study.space import chain_config, params_of
 from study.spec import StudySpec
 from tests.journals import run_journal

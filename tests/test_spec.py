@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from study.cli import main
-from study.run_cmd import check_settings, recorded_runtime, write_settings
+from cli.main import main
+from cli.run_cmd import check_settings, recorded_runtime, write_settings
 from study.space import chain_config, warm_start_points
 from study.spec import DEFAULT_CHAIN, DEFAULT_FIT_SIZE, StudySpec, load_spec, preset_names
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.storage import locate
+from runstore.storage import locate
 from study.hop_store import RunHopStore
 from trainables import StoredHop
 from trainables.results import HopRecord, HopResult

@@ -17,9 +17,9 @@ import pytest
 import ray
 
 from analysis.load import read_table
-from analysis.storage import locate
-from study import run_cmd
-from study.cli import main
+from cli import run_cmd
+from cli.main import main
+from runstore.storage import locate
 from study.runner import StudyOutcome, run_study
 from study.spec import StudySpec, load_spec
 from study.trainable import TrialContext, chain_trainable

@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.report import write_report
-from study import run_cmd
-from study.cli import main
+from cli import run_cmd
+from cli.main import main
+from runstore.storage import locate
 from study.faults import Faults
 from study.hop_store import RunHopStore
 from study.runner import run_study
 from study.spec import load_spec
-from analysis.storage import locate
-from trainables import ChainConfig, HopDiverged, StoredHop, train_chain
 from tests.journals import run_journal
+from trainables import ChainConfig, HopDiverged, StoredHop, train_chain
 
 BASE = """
 teacher = "plain4"

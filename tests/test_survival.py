@@ -31,7 +31,7 @@ TRIALS = 4
 def _driver(spec: Path, storage: Path, name: str, address: str, faults: Path, fault: str = "",
             trials: int = TRIALS) -> subprocess.Popen:
     env = {**os.environ, "KDSTUDY_FAULT": fault, "KDSTUDY_FAULT_DIR": str(faults), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "study.cli", "run", "--spec", str(spec), "--storage", str(storage), "--name", name,
+    argv = [sys.executable, "-m", "cli.main", "run", "--spec", str(spec), "--storage", str(storage), "--name", name,
             "--address", address, "--trials", str(trials), "--max-concurrent", "1", "--no-report"]
     return subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

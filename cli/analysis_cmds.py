@@ -6,8 +6,8 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from study.flags import add_flags
-from study.run_cmd import recorded_runtime
+from cli.flags import add_flags
+from cli.run_cmd import recorded_runtime
 from study.spec import RECORDED_RUNTIME, STUDY_SETTINGS, check_runtime
 from trainables.methods import Param
 from trainables.typed import InputError
@@ -39,7 +39,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def check_run(text: str) -> str:
     """The run's URI, when it holds a study's results (checked before anything starts)."""
-    from analysis.storage import is_empty, locate
+    from runstore.storage import is_empty, locate
 
     try:
         run = locate(text)
@@ -88,7 +88,7 @@ def run_confirm(args: argparse.Namespace) -> int:
 def confirm_runtime(args: argparse.Namespace, run: str) -> dict[str, Any]:
     """A confirmation runs its trials like its study did (CPUs and GPUs per trial, how many at a time), but for
     what a flag says."""
-    from analysis.storage import locate
+    from runstore.storage import locate
 
     recorded = recorded_runtime(locate(run))
     runtime = {name: recorded[name] if getattr(args, name) is None else getattr(args, name) for name in recorded}
@@ -100,7 +100,7 @@ def print_confirmation(run: str) -> None:
     from analysis.load import read_table
     from analysis.paired import difference_sentence, paired_differences
     from analysis.ranking import confirmation_summary
-    from analysis.storage import locate
+    from runstore.storage import locate
 
     results = locate(run) / "results"
     confirm = read_table(results, "confirm", optional=True)

@@ -12,12 +12,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from trainables.typed import InputError
-from study.flags import add_flags, flag_values
+from cli.flags import add_flags, flag_values
 from trainables import ChainConfig, ChainResult, HopDiverged, train_chain
 from trainables.config import CHAIN_SETTINGS
 from trainables.data import DataBundle, load_chain_data
 from trainables.methods import Param, all_params
+from trainables.typed import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

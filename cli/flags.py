@@ -91,7 +91,7 @@ def _valid(param: Param) -> str:
         return ""
     return param.bounds().removeprefix("a value in ")
 def readme_table() -> str:
-    """The README's table of settings: the chain's, the study's own, the KD methods'. `python -m study.flags`
+    """The README's table of settings: the chain's, the study's own, the KD methods'. `python -m cli.flags`
     prints it; a test holds the README to it."""
     study_own = [p for p in STUDY_SETTINGS.values() if p.scope != "chain"]
     study_defaults = {name: p.default for name, p in STUDY_SETTINGS.items()

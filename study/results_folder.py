@@ -1,8 +1,11 @@
-"""A study's results folder, as its writers see it: each trial writes its own files (`analysis.schema` has the
+"""A study's results folder, as its writers see it: each trial writes its own files (`runstore.schema` has the
 layout), atomically, on the run's storage; the driver writes only the rows a trial cannot (ERROR, STOPPED).
 
 A trial's `trials/<id>.parquet` is written last, after its hops and predictions: its presence means the trial's
 rows are complete, which is what the driver trusts after a crash.
+
+It lives in `study`, not in `runstore`: it turns the engine's typed results (`ChainConfig`, `ChainResult`) into
+rows, and `runstore` imports nothing of the engine.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from analysis import schema
-from analysis.storage import Location, read_parquet_folder, write_parquet
+from runstore import schema
+from runstore.storage import Location, read_parquet_folder, write_parquet
 from study import rows
 from trainables import ChainConfig, ChainResult, HopDiverged
 

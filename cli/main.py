@@ -6,8 +6,8 @@ import argparse
 import signal
 import sys
 
-from study import analysis_cmds, chain_cmd, run_cmd
-from study.errors import InputError, signal_exit_code
+from cli import analysis_cmds, chain_cmd, run_cmd
+from cli.errors import InputError, signal_exit_code
 
 COMMANDS = (chain_cmd, run_cmd)
 

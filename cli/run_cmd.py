@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.storage import Location, is_empty, locate, read_bytes, write_bytes
-from study.errors import signal_exit_code
-from study.flags import add_flags, flag_values
+from cli.errors import signal_exit_code
+from cli.flags import add_flags, flag_values
+from runstore.storage import Location, is_empty, locate, read_bytes, write_bytes
 from study.spec import STUDY_SETTINGS, StudySpec, load_spec, preset_names, preset_summary
 from trainables.typed import InputError
 
