@@ -29,19 +29,11 @@ class Spent:
     diverged: int
 
 
-def study_spent(run: Run) -> Spent | None:
-    """The `trained` rows of the run's search trials; None without any."""
-    return _spent(_trained(run, run.trials))
-
-
-def confirmations_spent(run: Run) -> Spent | None:
-    """The `trained` rows of the run's seed confirmations (hops the search had not trained); None without any."""
-    return None if run.confirm is None else _spent(_trained(run, run.confirm))
-
-
-def _trained(run: Run, trials: pd.DataFrame) -> pd.DataFrame:
-    trained = read_table(run.location / "results", "trained")
-    return trained[trained["trial_id"].isin(set(trials["trial_id"]))]
+def spent_by(trained: pd.DataFrame, trials: pd.DataFrame | None) -> Spent | None:
+    """What the `trained` rows of `trials` (the search's, or the seed confirmation's) add up to; None without any."""
+    if trials is None:
+        return None
+    return _spent(trained[trained["trial_id"].isin(set(trials["trial_id"]))])
 
 
 def _trainings(spent: Spent) -> str:
@@ -77,7 +69,8 @@ def cost_section(run: Run) -> tuple[str, str]:
     trials = run.trials
     naive = int(trials["train_flops"].dropna().sum())
     lines = [COST_INTRO, ""]
-    spent = study_spent(run)
+    trained = read_table(run.location / "results", "trained")  # read once: it grows with every hop training
+    spent = spent_by(trained, trials)
     if spent is None:
         lines.append(f"- Trained from scratch one by one, the trials would cost {fmt_sci(naive)} FLOPs (the sum of "
                      "their training FLOPs); this run has no `trained` table to say what it spent.")
@@ -90,7 +83,7 @@ def cost_section(run: Run) -> tuple[str, str]:
             f"- Trained from scratch one by one, the trials would cost {fmt_sci(naive)} FLOPs (the sum of their "
             f"training FLOPs): the study spent {ratio}× that, as trials reuse each other's hops.",
         ]
-    confirming = confirmations_spent(run)
+    confirming = spent_by(trained, run.confirm)
     if confirming is not None:
         lines.append(f"- Seed confirmation spent {fmt_sci(confirming.flops)} FLOPs and "
                      f"{fmt_float(confirming.seconds, 1)} s more in {_trainings(confirming)}.")
