@@ -18,6 +18,7 @@ from runstore import schema
 from runstore.storage import Location, read_parquet_folder, write_parquet
 from study import rows
 from trainables import ChainConfig, ChainResult, HopDiverged
+from trainables.results import cost_summary
 
 
 def confirmation_id(source_trial_id: str, seed: int) -> str:
@@ -42,7 +43,7 @@ class ResultsFolder:
     def write_diverged(self, trial_id: str, cfg: ChainConfig, diverged: HopDiverged) -> None:
         self._write("hops", trial_id, rows.hop_rows(trial_id, diverged.completed), schema.HOPS)
         self.write_trial(trial_id, cfg, schema.DIVERGED, error=f"diverged: {diverged}",
-                         summary=rows.summary_of_hops(diverged.completed))
+                         summary=cost_summary(diverged.completed))
 
     def write_epochs(self, trial_id: str, key: str, events: list[dict[str, Any]]) -> None:
         """One hop's epochs, written by the trial that trained it; a retrained hop replaces them."""

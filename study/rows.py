@@ -17,7 +17,7 @@ import torch
 from runstore import schema
 from trainables import ChainConfig, ChainResult, HopResult
 from trainables.methods import all_loss_terms, all_params
-from trainables.results import cost_summary
+
 
 _ARROW: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
@@ -60,11 +60,6 @@ def trial_row(trial_id: str, cfg: ChainConfig, status: str, error: str | None = 
     row.update(dict.fromkeys(f.name for f in schema.TRIAL_TAIL[1:]))
     row.update(summary or {})
     return row
-
-
-def summary_of_hops(hops: list[HopResult]) -> dict[str, Any]:
-    """What a chain that stopped part-way cost: the hops it completed (no student, so no accuracy)."""
-    return cost_summary(hops)
 
 
 def trained_row(trial_id: str, key: str, train_flops: int, train_seconds: float, diverged: bool) -> dict[str, Any]:

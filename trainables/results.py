@@ -110,15 +110,15 @@ class ChainResult:
 
     @property
     def train_flops(self) -> int:
-        return sum(h.train_flops for h in self.hops)
+        return cost_summary(self.hops)["train_flops"]
 
     @property
     def spent_flops(self) -> int:
-        return sum(h.spent_flops for h in self.hops)
+        return cost_summary(self.hops)["spent_flops"]
 
     @property
     def spent_seconds(self) -> float:
-        return sum(h.spent_seconds for h in self.hops)
+        return cost_summary(self.hops)["spent_seconds"]
 
     def summary(self) -> dict[str, Any]:
         student = self.student
