@@ -66,28 +66,23 @@ def _as_labels(values: np.ndarray | list[int]) -> np.ndarray:
 
 
 def pair_metrics(upper_pred: np.ndarray, lower_pred: np.ndarray, target: np.ndarray) -> PairMetrics:
-    """Error-inheritance metrics of `lower_pred` with respect to `upper_pred`; undefined conditionals are NaN."""
-    upper, lower, truth = _as_labels(upper_pred), _as_labels(lower_pred), _as_labels(target)
-    if not upper.shape == lower.shape == truth.shape:
-        raise ValueError(f"prediction lengths differ: upper {upper.shape}, lower {lower.shape}, target {truth.shape}")
-    upper_wrong, lower_wrong = upper != truth, lower != truth
-    both_wrong = upper_wrong & lower_wrong
-    # lower == upper on a sample upper gets wrong implies lower is wrong too, with the very same class
-    same_wrong = upper_wrong & (lower == upper)
-    n_upper_wrong, n_lower_wrong = int(upper_wrong.sum()), int(lower_wrong.sum())
-    n_upper_right = int(upper.size - n_upper_wrong)
-    p_wrong_wrong = _ratio(int(both_wrong.sum()), n_upper_wrong)
-    p_wrong_right = _ratio(int((lower_wrong & ~upper_wrong).sum()), n_upper_right)
+    """Error-inheritance metrics of `lower_pred` with respect to `upper_pred`; undefined conditionals are NaN. The
+    same outcome counts and ratios (`metrics_from_counts`) as the bootstrap's, on all the test samples."""
+    counts = np.bincount(outcome_codes(upper_pred, lower_pred, target), minlength=N_OUTCOMES)
+    _, only_lower, only_upper, other_class, same_class = (int(c) for c in counts)
+    upper_errors = only_upper + other_class + same_class
+    lower_errors = only_lower + other_class + same_class
+    inheritance, baseline, lift, same_class_share = (float(v) for v in metrics_from_counts(counts))
     return PairMetrics(
-        n=int(upper.size),
-        upper_errors=n_upper_wrong,
-        lower_errors=n_lower_wrong,
-        p_lower_wrong_given_upper_wrong=p_wrong_wrong,
-        p_lower_wrong_given_upper_right=p_wrong_right,
-        lift=_ratio(p_wrong_wrong, p_wrong_right),
-        shared_error_share=_ratio(int(both_wrong.sum()), n_lower_wrong),
-        same_class_share=_ratio(int(same_wrong.sum()), n_lower_wrong),
-        inherited_error_rate=_ratio(int(same_wrong.sum()), n_upper_wrong),
+        n=int(counts.sum()),
+        upper_errors=upper_errors,
+        lower_errors=lower_errors,
+        p_lower_wrong_given_upper_wrong=inheritance,
+        p_lower_wrong_given_upper_right=baseline,
+        lift=lift,
+        shared_error_share=_ratio(other_class + same_class, lower_errors),
+        same_class_share=same_class_share,
+        inherited_error_rate=_ratio(same_class, upper_errors),
     )
 
 
