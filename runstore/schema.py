@@ -27,7 +27,9 @@ trial spent getting to its hops: store lookups, waiting for a claim another tria
 `reference_flops` is `train_flops` had every upper model been forwarded on every training batch of every epoch,
 as the TAKD and DGKD reference code does (`trainables.chain.reference_flops`). The `trained` table counts every
 hop training that reached its end (weights stored, or divergence marked), whether its trial then finished, failed
-or was killed: its sum is what the study spent, but for hops cut mid-training (a killed node, an ASHA stop).
+or was killed: its sum is what the study spent, but for hops cut mid-training (a killed node, an ASHA stop). Under
+successive halving a trial's row holds the chain of the last rung it reached (its `train_*` and `spent_*` are that
+chain's); what its lower rungs trained is in `trained`, and `naive_flops` is its configuration's full-fidelity cost.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ TRIAL_TAIL = [
     pa.field("student_params", pa.int64()),
     pa.field("student_flops", pa.int64()),  # inference, per image
     pa.field("ensemble_weights", pa.list_(pa.float64())),  # learned weights of the student's teachers, top first
+    # Successive halving (a study's `scheduler = "halving"`): the epochs per hop below the teacher of the rung the
+    # trial reached (a STOPPED trial stopped there; `epochs` for a chain trained in full), its student's
+    # validation accuracy at each rung it reached, lowest first, and the configuration's from-scratch cost at full
+    # fidelity: train_flops for a chain trained in full, planned (`trainables.plan`) for one stopped below.
+    pa.field("rung_epochs", pa.int64()),
+    pa.field("rung_accs", pa.list_(pa.float64())),
+    pa.field("naive_flops", pa.int64()),
 ]
 CONFIRM_HEAD = [pa.field("source_trial_id", pa.string(), nullable=False)]
 # Everything in a trials row that is not the configuration.

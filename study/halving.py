@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import numpy as np
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from study.trainable import OUTCOME, RUNG
 
 
 def rung_epochs(epochs: int, min_share: float, factor: int) -> list[int]:
@@ -58,3 +62,24 @@ class HalvingRule:
     def record(self, trial_id: str, rung: int, value: float) -> None:
         """A value seen in an earlier session (from the trials' rows), so that the cutoffs go on from it."""
         self.seen.setdefault(rung, {}).setdefault(trial_id, value)
+
+    def record_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Every rung value the trials' rows hold (`rung_accs`, lowest rung first)."""
+        for row in rows:
+            for rung, value in zip(self.rungs, row.get("rung_accs") or []):
+                self.record(row["trial_id"], rung, value)
+
+
+class ChainHalving(FIFOScheduler):
+    """Tune's side of the rule: a halving trial reports at the end of each rung below the top (`RUNG`), and goes on
+    or stops there; its other reports (its final outcome) pass."""
+
+    def __init__(self, rule: HalvingRule, metric: str) -> None:
+        super().__init__()
+        self.rule, self.metric = rule, metric
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if RUNG not in result or OUTCOME in result:
+            return TrialScheduler.CONTINUE
+        promoted = self.rule.promotes(trial.config["trial_id"], int(result[RUNG]), float(result[self.metric]))
+        return TrialScheduler.CONTINUE if promoted else TrialScheduler.STOP

@@ -2,8 +2,8 @@
 
 After a crash (driver `kill -9`, node loss, Ctrl-C) the journal may hold RUNNING trials. One whose results exist
 is told their outcome; one without results is resumed (same Optuna trial, same trial id: its finished hops come
-back from the model store); one that never got a trial id was asked for but never started, and fails. A trial
-the results hold but the journal lost (an object store's copy trails the driver's) is added back. Tune's own
+back from the model store), as is one halted at a rung of successive halving (`halted`); one that never got a
+trial id was asked for but never started, and fails. A trial the results hold but the journal lost (an object store's copy trails the driver's) is added back. Tune's own
 experiment snapshot plays no part: each session is a new Tune experiment fed by this reconciled state.
 
 An ERROR is no outcome of a configuration (a raise, an OOM, a lost node): each session retries the configurations
@@ -55,6 +55,7 @@ class Plan:
     rows: list[dict[str, Any]]  # one per trial whose configuration has its outcome
     retry: list[Failed] = field(default_factory=list)
     given_up: list[Failed] = field(default_factory=list)
+    halted: list[dict[str, Any]] = field(default_factory=list)  # the rows of resumed trials halted at a rung
 
     @property
     def ended(self) -> int:
@@ -67,6 +68,7 @@ def reconcile(spec: StudySpec, study: optuna.Study, results: ResultsFolder) -> P
     duplicates: list[FrozenTrial] = []
     in_journal: set[str] = set()
     failed_sessions: Counter[str] = Counter()
+    halted_rows: list[dict[str, Any]] = []
     for trial in study.get_trials(deepcopy=False):
         trial_id = trial.user_attrs.get(TRIAL_ID_ATTR)
         in_journal.add(trial_id)
@@ -80,10 +82,12 @@ def reconcile(spec: StudySpec, study: optuna.Study, results: ResultsFolder) -> P
                 duplicates.append(trial)
             else:  # asked for, never handed to a trial
                 study.tell(trial.number, state=TrialState.FAIL)
-        elif trial_id in rows and rows[trial_id]["status"] in schema.FINAL:
+        elif trial_id in rows and rows[trial_id]["status"] in schema.FINAL and not halted(rows[trial_id]):
             tell(study, trial.number, STATES[rows[trial_id]["status"]], objectives(rows[trial_id], spec))
-        else:  # no row, or the ERROR of an earlier attempt: this attempt goes on
-            rows.pop(trial_id, None)
+        else:  # no row, the ERROR of an earlier attempt, or a rung's row: this attempt goes on
+            row = rows.pop(trial_id, None)
+            if row is not None and halted(row):
+                halted_rows.append(row)
             resume.append(Resumable(trial_id, trial.number, dict(trial.params)))
     for trial_id, row in rows.items():
         if trial_id not in in_journal:
@@ -94,11 +98,19 @@ def reconcile(spec: StudySpec, study: optuna.Study, results: ResultsFolder) -> P
               if row["status"] == schema.ERROR]
     plan = Plan(_ledger(spec, final, resume), resume, final,
                 retry=[f for f in failed if f.sessions < GIVE_UP_AFTER],
-                given_up=[f for f in failed if f.sessions >= GIVE_UP_AFTER])
+                given_up=[f for f in failed if f.sessions >= GIVE_UP_AFTER], halted=halted_rows)
     _add_failed(plan.ledger, plan)
     _settle_duplicates(study, plan.ledger, duplicates)
     _enqueue_pending(study, spec, plan)
     return plan
+
+
+def halted(row: dict[str, Any]) -> bool:
+    """A row a halving trial wrote at a rung below the top: STOPPED there if the scheduler stopped it, or the state
+    of a chain that was going on (then its trial is still RUNNING in the journal: it resumes, and its promotion is
+    decided again, against the rung's values of every session)."""
+    rung = row.get("rung_epochs")
+    return row["status"] == schema.STOPPED and rung is not None and rung < row["epochs"]
 
 
 def row_config(row: dict[str, Any]) -> ChainConfig:

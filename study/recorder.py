@@ -17,7 +17,7 @@ from runstore import schema
 from study.cluster import NodeWatch
 from study.results_folder import ResultsFolder
 from study.space import chain_config
-from study.trainable import DETAIL, DIVERGED, OUTCOME
+from study.trainable import DETAIL, DIVERGED, OUTCOME, RUNG
 from trainables import ChainConfig
 
 
@@ -69,10 +69,7 @@ class TrialRecorder(NodeDeaths):
         if result.get(OUTCOME) is None:
             if self.is_interrupted():
                 return  # stopped by the interruption, not by the scheduler: the next session resumes it
-            summary = {"student_val_acc": result.get("student_val_acc"), "train_flops": result.get("train_flops")}
-            self.results.write_trial(trial.config["trial_id"], cfg, schema.STOPPED, summary=summary)
-            self._line(trial, cfg, schema.STOPPED, f"val {result.get('student_val_acc', 0):.4f} at student epoch "
-                                                   f"{result.get('student_epoch', 0)}")
+            self._line(trial, cfg, schema.STOPPED, self._stopped(trial.config["trial_id"], cfg, result))
         elif result[OUTCOME] == DIVERGED:
             self._line(trial, cfg, schema.DIVERGED, result.get(DETAIL, ""))
         else:
@@ -87,6 +84,16 @@ class TrialRecorder(NodeDeaths):
         first = self.first_error.setdefault(message, trial.config["trial_id"])
         shown = message if first == trial.config["trial_id"] else f"same error as trial {first}"
         self._line(trial, cfg, schema.ERROR, shown)
+
+    def _stopped(self, trial_id: str, cfg: ChainConfig, result: dict[str, Any]) -> str:
+        """Writes the row of a trial a scheduler stopped, unless the trial wrote it (a halving trial writes its
+        rung's rows before it reports); returns where it stopped, in words."""
+        val = f"val {result.get('student_val_acc', 0):.4f}"
+        if RUNG in result:
+            return f"{val} at {result[RUNG]} epochs per hop below the teacher"
+        summary = {"student_val_acc": result.get("student_val_acc"), "train_flops": result.get("train_flops")}
+        self.results.write_trial(trial_id, cfg, schema.STOPPED, summary=summary)
+        return f"{val} at student epoch {result.get('student_epoch', 0)}"
 
     def _config(self, trial: Any) -> ChainConfig:
         return chain_config(self.base, trial.config)

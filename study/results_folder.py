@@ -35,15 +35,20 @@ class ResultsFolder:
 
     # --- written by a trial -------------------------------------------------------------------------------------
 
-    def write_finished(self, trial_id: str, cfg: ChainConfig, result: ChainResult) -> None:
+    def write_finished(self, trial_id: str, cfg: ChainConfig, result: ChainResult,
+                       rung: dict[str, Any] | None = None, stopped: bool = False) -> None:
+        """The rows of a chain trained to its end: the configuration `cfg`'s, at its full fidelity or (`stopped`,
+        under successive halving) at the rung whose columns `rung` holds (`runstore.schema`)."""
         self._write("hops", trial_id, rows.hop_rows(trial_id, result.hops), schema.HOPS)
         self._write("predictions", trial_id, rows.prediction_rows(trial_id, result), schema.PREDICTIONS)
-        self.write_trial(trial_id, cfg, schema.FINISHED, summary=result.summary())
+        status = schema.STOPPED if stopped else schema.FINISHED
+        self.write_trial(trial_id, cfg, status, summary={**result.summary(), **(rung or {})})
 
-    def write_diverged(self, trial_id: str, cfg: ChainConfig, diverged: HopDiverged) -> None:
+    def write_diverged(self, trial_id: str, cfg: ChainConfig, diverged: HopDiverged,
+                       rung: dict[str, Any] | None = None) -> None:
         self._write("hops", trial_id, rows.hop_rows(trial_id, diverged.completed), schema.HOPS)
         self.write_trial(trial_id, cfg, schema.DIVERGED, error=f"diverged: {diverged}",
-                         summary=cost_summary(diverged.completed))
+                         summary={**cost_summary(diverged.completed), **(rung or {})})
 
     def write_epochs(self, trial_id: str, key: str, events: list[dict[str, Any]]) -> None:
         """One hop's epochs, written by the trial that trained it; a retrained hop replaces them."""

@@ -27,13 +27,14 @@ from runstore import schema
 from runstore.storage import Location
 from study import cluster
 from study.faults import Faults
+from study.halving import ChainHalving, HalvingRule, rung_epochs
 from study.journal import Journal
 from study.reconcile import GIVE_UP_AFTER, Failed, Plan, reconcile
 from study.recorder import NoTuneProgress, TrialRecorder
 from study.results_folder import ResultsFolder
 from study.search import StudySearch
 from study.spec import OBJECTIVES, StudySpec
-from study.trainable import TrialContext, chain_trainable
+from study.trainable import RUNG, TrialContext, chain_trainable
 
 Trainable = Callable[..., None]
 # Tune's console output and per-trial logs are replaced by the study's own lines and Parquet rows; the study
@@ -119,13 +120,14 @@ def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, storage
     faults = Faults.from_env()
     with Interruption() as interruption:
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync, storage=storage)
-        asha = spec.scheduler == "asha"
-        context = TrialContext(spec.base_config(), spec.run.uri, faults,
-                               metrics=(*spec.objectives, *(["student_epoch"] if asha else [])), epoch_reports=asha)
+        asha, rungs = spec.scheduler == "asha", spec_rungs(spec)
+        clock = ["student_epoch"] if asha else [RUNG] if rungs else []
+        context = TrialContext(spec.base_config(), spec.run.uri, faults, metrics=(*spec.objectives, *clock),
+                               epoch_reports=asha, rungs=tuple(rungs))
         recorder = TrialRecorder(context.base, results, spec.trials, plan.ended, interruption.is_set)
         _print_start(spec, plan)
         tuner = _tuner(spec, trainable, context, searcher, [recorder, *callbacks], interruption,
-                       num_samples=spec.trials - plan.ended)
+                       num_samples=spec.trials - plan.ended, scheduler=_scheduler(spec, plan))
         tuner.fit()
     outcome.signal, outcome.errors = interruption.signal, recorder.errors
     outcome.exhausted = searcher.exhausted_reason
@@ -146,13 +148,14 @@ def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
 
 
 def _tuner(spec: StudySpec, trainable: Trainable, context: TrialContext, searcher: StudySearch,
-           callbacks: list[tune.Callback], interruption: Interruption, num_samples: int) -> tune.Tuner:
+           callbacks: list[tune.Callback], interruption: Interruption, num_samples: int,
+           scheduler: TrialScheduler) -> tune.Tuner:
     resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
     # short: Tune repeats the session's and the trial's folder names in every trial's entry of its experiment state
     session = time.strftime("%y%m%d-%H%M") + f"-{uuid.uuid4().hex[:4]}"
     return tune.Tuner(
         bind(trainable, context, resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=num_samples,
                                     max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
@@ -181,7 +184,18 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.config.get("trial_id", trial.trial_id))
 
 
-def _scheduler(spec: StudySpec) -> TrialScheduler:
+def spec_rungs(spec: StudySpec) -> list[int]:
+    """The study's rungs (epochs per hop below the teacher, lowest first); empty unless it halves."""
+    return rung_epochs(spec.epochs, spec.halving_min, spec.halving_factor) if spec.scheduler == "halving" else []
+
+
+def _scheduler(spec: StudySpec, plan: Plan) -> TrialScheduler:
+    if spec.scheduler == "halving":
+        # The cutoffs go on from every rung value of earlier sessions: those of ended trials and of halted ones,
+        # whose decision is taken again against them.
+        rule = HalvingRule(spec_rungs(spec), spec.halving_factor, OBJECTIVES[spec.objectives[0]])
+        rule.record_rows([*plan.rows, *plan.halted])
+        return ChainHalving(rule, spec.objectives[0])
     if spec.scheduler == "asha":
         # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
         # reaches max_t must go on to its final report, which carries the chain's outcome: reaching max_t is no stop

@@ -32,7 +32,7 @@ from ray.tune.search import Searcher
 from study import space
 from study.faults import NO_FAULTS, Faults
 from study.spec import OBJECTIVES, StudySpec
-from study.trainable import DIVERGED, FINISHED, OUTCOME
+from study.trainable import DIVERGED, FINISHED, OUTCOME, RUNG
 from trainables import ChainConfig
 from trainables.typed import InputError
 
@@ -225,8 +225,10 @@ class StudySearch(Searcher):
             return
         state, values = outcome(result, error, self.metric)
         if state == TrialState.PRUNED and result is not None and not isinstance(self.metric, list):
-            # TPE ranks pruned trials by their last intermediate value: what the stopped student reached.
-            ot_trial.report(float(result.get(self.metric, 0.0)), int(result.get("student_epoch", 0)))
+            # TPE ranks a pruned trial below every complete one, by the step of its last intermediate value, then by
+            # the value: what the stopped student reached, at its last rung's epochs (halving) or its epoch (ASHA).
+            step = result.get(RUNG, result.get("student_epoch", 0))
+            ot_trial.report(float(result.get(self.metric, 0.0)), int(step))
         self.faults.point("before-tell")
         tell(self.study, ot_trial, state, values)
         known = self.ledger.get(key) if key else None

@@ -2,6 +2,10 @@
 
 A trial keeps nothing in Tune's checkpoints: every hop it finishes is in the study's model store, so a retried or
 resumed trial skips straight to its first unfinished hop.
+
+Under successive halving (`study.halving`) a trial trains its chain rung by rung: at each rung below the top it
+writes its rows as STOPPED at that rung, then reports; the scheduler either stops it there (its rows are already
+right) or lets it go on to the next rung, whose rows replace them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from trainables import ChainConfig, HopDiverged, train_chain
 
 # A trial's last result says how its chain ended; trials stopped early by a scheduler have none.
 OUTCOME, FINISHED, DIVERGED = "outcome", "finished", "diverged"
+RUNG = "rung_epochs"  # a halving trial's report at the end of a rung below the top: the rung's epochs per hop
 DETAIL = "detail"  # how it diverged, for the driver's console line
 
 
@@ -39,6 +44,9 @@ class TrialContext:
     # experiment state, so a study reports no more than its searcher and scheduler read.
     metrics: tuple[str, ...] = ("student_val_acc",)
     epoch_reports: bool = False
+    # Successive halving's rungs, epochs per hop below the teacher, lowest first; the last one is the chain's
+    # epochs. Empty: every trial trains its chain once, in full.
+    rungs: tuple[int, ...] = ()
 
     def results(self) -> ResultsFolder:
         return ResultsFolder(locate(self.run_uri) / "results")
@@ -57,24 +65,48 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     context.faults.point("trial-start")
     trial_id = config["trial_id"]
     cfg = chain_config(context.base, config)
-    results = context.results()
+    results, store = context.results(), context.hop_store(trial_id)
     reporter = TrialReporter(cfg, trial_id, results, context)
-    try:
-        result = train_chain(cfg, report=reporter, store=context.hop_store(trial_id))
-    except HopDiverged as diverged:
-        reporter.write_epochs()
-        results.write_diverged(trial_id, cfg, diverged)
-        context.faults.point("results-written")
-        tune.report({**reporter.metrics(0.0, 0, reporter.train_flops), OUTCOME: DIVERGED, DETAIL: f"{diverged}"})
-        return
-    except Exception:
-        # Failing: keep the curve of the hop it was training. A trial stopped by Tune (a scheduler, an interruption)
-        # leaves through SystemExit at a report, and Ray does not wait for its thread: nothing is written then.
-        reporter.write_epochs()
-        raise
-    results.write_finished(trial_id, cfg, result)
-    context.faults.point("results-written")
+    rungs = fidelities(cfg, context.rungs)
+    accuracies: list[float] = []
+    for rung, rung_cfg in rungs:
+        try:
+            result = train_chain(rung_cfg, report=reporter, store=store)
+        except HopDiverged as diverged:
+            reporter.write_epochs()
+            results.write_diverged(trial_id, cfg, diverged, {RUNG: rung})
+            context.faults.point("results-written")
+            tune.report({**reporter.metrics(0.0, 0, reporter.train_flops), OUTCOME: DIVERGED, DETAIL: f"{diverged}"})
+            return
+        except Exception:
+            # Failing: keep the curve of the hop it was training. A trial stopped by Tune (a scheduler, an
+            # interruption) leaves through SystemExit at a report, and Ray does not wait for its thread: nothing is
+            # written then.
+            reporter.write_epochs()
+            raise
+        accuracies.append(result.student.val_acc)
+        top = rung == cfg.epochs
+        rung_columns = {RUNG: rung, "rung_accs": accuracies if context.rungs else None,
+                        "naive_flops": result.train_flops if top else planned_flops(cfg)}
+        results.write_finished(trial_id, cfg, result, rung_columns, stopped=not top)
+        context.faults.point("results-written" if top else f"rung-{rung}-written")
+        if not top:  # the scheduler decides here whether the chain goes on to the next rung
+            tune.report({**reporter.metrics(result.student.val_acc, 0, result.train_flops), RUNG: rung})
     tune.report({**reporter.metrics(result.student.val_acc, cfg.epochs, result.train_flops), OUTCOME: FINISHED})
+
+
+def fidelities(cfg: ChainConfig, rungs: tuple[int, ...]) -> list[tuple[int, ChainConfig]]:
+    """The chains a trial trains, each with its rung's epochs per hop below the teacher: under halving one per
+    rung, the last one the configuration itself; otherwise the configuration alone."""
+    lower = [(epochs, cfg.replace(lower_epochs=epochs)) for epochs in rungs if epochs < cfg.epochs]
+    return [*lower, (cfg.epochs, cfg)]
+
+
+def planned_flops(cfg: ChainConfig) -> int:
+    """The configuration's from-scratch training FLOPs at full fidelity, without training it."""
+    from trainables.plan import planned_hops  # TEMP until trainables.plan lands
+
+    return sum(hop.flops for hop in planned_hops(cfg))
 
 
 def use_assigned_cpus() -> None:
