@@ -43,7 +43,7 @@ def suggest(trial: Trial, spec: StudySpec) -> dict[str, Any]:
     """Suggests one chain; returns the derived values (TA depths as a list) that Optuna does not hold."""
     method = method_class(trial.suggest_categorical("method", list(spec.methods)))
     for param in method.params:
-        param.suggest(trial, spec.search.get(param.name))
+        param.suggest(trial, spec.searched(param))
     if not method.uses_tas:
         return {TA_PARAM: []}
     return {TA_PARAM: depths_of(trial.suggest_categorical(TA_PARAM, ta_subsets(spec.ta_candidates)))}
@@ -51,8 +51,8 @@ def suggest(trial: Trial, spec: StudySpec) -> dict[str, Any]:
 
 def invalid_draw(spec: StudySpec) -> InputError | None:
     """Why some chain the space can draw is invalid, or None: every method × every TA subset × both ends of each
-    searched range (and every searched choice), so that a study is refused when its spec is read rather than
-    aborted by the draw.
+    searched range or grid (and every searched choice), so that a study is refused when its spec is read rather
+    than aborted by the draw.
 
     A method's cross-setting rules (DGKD's `drop` below the student's teacher count) are monotone in each
     number, so a range's ends stand for its inside."""
@@ -80,26 +80,28 @@ def draws_a_fitting_method(spec: StudySpec) -> bool:
 
 
 def _corners(params: tuple[Param, ...], spec: StudySpec) -> Iterator[dict[str, Any]]:
-    ends = [sorted(set(p.search_values(spec.search.get(p.name))), key=str) for p in params]
+    ends = [sorted(set(spec.searched(p).ends()), key=str) for p in params]
     for values in product(*ends):
         yield {p.name: value for p, value in zip(params, values)}
 
 
 def size(spec: StudySpec) -> float:
-    """How many distinct chains the space holds (math.inf as soon as one searched number is continuous)."""
+    """How many distinct chains the space holds: finite over choices and grids, math.inf as soon as one searched
+    number is continuous."""
     total = 0.0
     for name in spec.methods:
         method = method_class(name)
         chains = float(len(ta_subsets(spec.ta_candidates))) if method.uses_tas else 1.0
-        total += chains * math.prod(p.cardinality(spec.search.get(p.name)) for p in method.params)
+        total += chains * math.prod(p.cardinality(spec.searched(p)) for p in method.params)
     return total
 
 
 def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
     """The seed paper's comparison over the full candidate chain, so it is always in the data: TAKD, DGKD
-    (dropping one teacher, as published), the mean and the learned ensemble, at one shared T and α (5 and 0.5,
-    or the nearest values the spec's search allows); then the `nokd` student, trained from labels on the same
-    seed and split, which the error avalanche needs as its control (it is one hop: the cheapest trial)."""
+    (dropping one teacher, as published), the mean and the learned ensemble, at one shared T and α (the spec's
+    `warm_temperature` and `warm_alpha`, 5 and 0.5 by default, snapped to the nearest values its search draws);
+    then the `nokd` student, trained from labels on the same seed and split, which the error avalanche needs as its
+    control (it is one hop: the cheapest trial)."""
     points = _seed_comparison(spec) + [{"method": "nokd"}]
     return [point for point in points if point["method"] in spec.methods and _allowed(spec, point)]
 
@@ -107,8 +109,9 @@ def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
 def _seed_comparison(spec: StudySpec) -> list[dict[str, Any]]:
     if not spec.ta_candidates:
         return []
-    shared = {TA_PARAM: ta_subsets(spec.ta_candidates)[0], "temperature": _nearest(spec, "temperature", 5.0),
-              "alpha": _nearest(spec, "alpha", 0.5)}
+    shared = {TA_PARAM: ta_subsets(spec.ta_candidates)[0],
+              "temperature": _nearest(spec, "temperature", spec.warm_temperature),
+              "alpha": _nearest(spec, "alpha", spec.warm_alpha)}
     return [
         {"method": "takd", **shared},
         {"method": "dgkd", **shared, "drop": _nearest(spec, "drop", 1)},
@@ -119,15 +122,13 @@ def _seed_comparison(spec: StudySpec) -> list[dict[str, Any]]:
 
 def _nearest(spec: StudySpec, name: str, value: float) -> Any:
     param = all_params()[name]
-    low, high = param.search_values(spec.search.get(name))
-    return param.coerce(min(max(value, low), high))
+    return param.nearest(spec.searched(param), value)
 
 
 def _allowed(spec: StudySpec, point: dict[str, Any]) -> bool:
     """A point the spec's search excludes (e.g. weighting narrowed to ["mean"]) is not a warm start."""
-    params = {p.name: p for p in method_class(point["method"]).params}
-    return all(point[name] in spec.search[name] for name in point
-               if name in spec.search and name in params and params[name].categorical)
+    return all(spec.searched(param).contains(point[param.name])
+               for param in method_class(point["method"]).params if param.name in point)
 
 
 def chain_config(base: dict[str, Any], params: dict[str, Any]) -> ChainConfig:
@@ -153,12 +154,13 @@ class _Recorder:
         self.distributions[name] = CategoricalDistribution(choices)
         return self.values[name]
 
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
-        self.distributions[name] = FloatDistribution(low, high, log=log)
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        self.distributions[name] = FloatDistribution(low, high, step=step, log=log)
         return self.values[name]
 
-    def suggest_int(self, name: str, low: int, high: int) -> int:
-        self.distributions[name] = IntDistribution(low, high)
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        self.distributions[name] = IntDistribution(low, high, step=step, log=log)
         return self.values[name]
 
 

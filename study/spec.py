@@ -20,7 +20,7 @@ from typing import Any
 from runstore.storage import Location, locate
 from trainables.config import CHAIN_SETTINGS, ChainConfig
 from trainables.methods import Param, all_params, method_class, method_names
-from trainables.methods.params import declared, setting
+from trainables.methods.params import Search, declared, setting
 from trainables.models import parse_arch
 from trainables.typed import InputError, coerce
 
@@ -83,14 +83,26 @@ class StudySpec:
                                  low_open=True, high=1.0, high_open=True)
     halving_factor: int = setting(4, "halving: reduction factor between rungs (a rung keeps 1/factor of the "
                                      "chains that reach it)", low=2)
-    # Per method setting, the searched range ([low, high]) or subset of choices, instead of the setting's default.
-    search: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # The seed paper's comparison that warm-starts every study, at the nearest values the search draws.
+    warm_temperature: float = setting(5.0, "T of the warm starts: the seed paper's comparison", low=0.0,
+                                      low_open=True)
+    warm_alpha: float = setting(0.5, "α of the warm starts: the seed paper's comparison", low=0.0, high=1.0)
+    # Per method setting, what the search draws instead of the setting's default: written as a spec writes it
+    # (`(low, high)`, a list of choices, a table), held as a checked `Search`.
+    search: dict[str, Search] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_CHAIN))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "search", _search(self.search))
 
     @cached_property  # an object store's URI may cost a request to resolve
     def run(self) -> Location:
         """`<storage>/<name>`: local folder or URI (query options kept after the path)."""
         return locate(self.storage) / self.name
+
+    def searched(self, param: Param) -> Search:
+        """What the study draws for a method setting: its `[search]` entry, else the setting's default."""
+        return self.search.get(param.name) or param.default_search
 
     @property
     def multi_objective(self) -> bool:
@@ -114,7 +126,9 @@ class StudySpec:
     def settings(self) -> dict[str, Any]:
         """What the study is, as plain JSON values: every field but the runtime ones."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in RUNTIME_FIELDS}
-        values["search"] = {name: list(bounds) for name, bounds in sorted(self.search.items())}
+        params = all_params()
+        values["search"] = {name: params[name].recorded_search(search)
+                            for name, search in sorted(self.search.items())}
         values["chain"] = dict(sorted(self.trial_chain().items()))
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
@@ -145,7 +159,7 @@ def load_spec(path: Path | None, overrides: dict[str, Any], preset: str | None =
     for key, param in RANGE_KEYS.items():
         if key in values:
             search[param] = _range_value(key, values.pop(key))
-    return validate(StudySpec(**_typed(values), chain=chain, search=_search(search)))
+    return validate(StudySpec(**_typed(values), chain=chain, search=search))
 
 
 def preset_names() -> list[str]:
@@ -186,17 +200,15 @@ def _range_value(name: str, value: Any) -> list[Any]:
     return list(value)
 
 
-def _search(search: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+def _search(search: dict[str, Any]) -> dict[str, Search]:
     params = all_params()
     checked = {}
     for name, value in search.items():
         if name not in params:
             raise InputError(f"search.{name}", problem=f"not a setting of any method; expected one of "
                                                        f"{', '.join(params)}")
-        if not isinstance(value, (list, tuple)):
-            raise InputError(f"search.{name}", "a list", value)
         try:
-            checked[name] = params[name].check_search(tuple(value))
+            checked[name] = params[name].check_search(value)
         except InputError as error:
             raise error.within("search.") from None
     return checked

@@ -53,7 +53,7 @@ def _failed_study(tmp_path: Path, sessions: int) -> tuple[optuna.Study, ResultsF
     """A journal in which one configuration failed in `sessions` sessions, and its ERROR row."""
     results = ResultsFolder(locate(str(tmp_path / "results")))
     study = optuna.create_study(direction="maximize")
-    params = {"method": "takd", "temperature": 3.0, "alpha": 0.25, "ta_depths": "4"}
+    params = {"method": "takd", "temperature": 5.0, "alpha": 0.25, "ta_depths": "4"}
     cfg = chain_config(SPEC.base_config(), params)
     results.write_trial("flaky", cfg, schema.ERROR, error="RuntimeError: CUDA out of memory")
     _, distributions = params_of(SPEC, cfg.to_flat())
@@ -69,7 +69,7 @@ def test_a_failed_configuration_is_enqueued_under_its_trial_id_and_does_not_coun
     assert plan.ended == 0 and [f.row["trial_id"] for f in plan.retry] == ["flaky"] and not plan.given_up
     assert plan.retry[0].line().endswith("RuntimeError: CUDA out of memory)")
     waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
-    assert {"method": "takd", "temperature": 3.0, "alpha": 0.25, "ta_depths": "4"} in waiting
+    assert {"method": "takd", "temperature": 5.0, "alpha": 0.25, "ta_depths": "4"} in waiting
     assert not plan.ledger.exhausted and plan.ledger.retries == 1
     reconcile(SPEC, study, results)  # a session that crashed before drawing it: enqueued once, not twice
     assert len(study.get_trials(states=(TrialState.WAITING,))) == len(waiting)

@@ -94,7 +94,9 @@ def test_the_space_counts_its_distinct_chains() -> None:
     assert size(StudySpec(methods=("nokd", "kd"), search=one_point)) == 2
     # takd: 7 TA subsets; dgkd: 7 subsets × drop in {0, 1}; ensemble: 7 × 3 weightings × 2 spaces
     assert size(StudySpec(methods=("takd", "dgkd", "ensemble"), search=one_point)) == 7 + 14 + 42
-    assert size(StudySpec(methods=("kd",))) == math.inf
+    # the references' grid by default: 6 temperatures × 20 values of α
+    assert size(StudySpec(methods=("kd",))) == 6 * 20
+    assert size(StudySpec(methods=("kd",), search={"alpha": (0.0, 1.0)})) == math.inf
 
 
 def test_params_of_a_chain_replay_its_suggestion() -> None:

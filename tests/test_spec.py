@@ -12,6 +12,7 @@ from cli.main import main
 from cli.run_cmd import check_settings, recorded_runtime, write_settings
 from study.space import chain_config, warm_start_points
 from study.spec import DEFAULT_CHAIN, DEFAULT_FIT_SIZE, StudySpec, load_spec, preset_names
+from trainables.methods.params import Search
 
 
 @pytest.mark.parametrize("storage, local", [("runs", True), ("file:///tmp/studies", True),
@@ -40,7 +41,10 @@ def test_only_the_default_study_uses_the_default_chain(tmp_path: Path) -> None:
 def test_legacy_range_keys_are_search_ranges(tmp_path: Path) -> None:
     spec_file = tmp_path / "s.toml"
     spec_file.write_text("temperature_range = [2, 8]\n[search]\nalpha = [0.5, 1]\n")
-    assert load_spec(spec_file, {}).search == {"temperature": (2.0, 8.0), "alpha": (0.5, 1.0)}
+    spec = load_spec(spec_file, {})
+    # continuous, each on its setting's own scale (T's is a log scale), and recorded as [low, high] as before
+    assert spec.search == {"temperature": Search(2.0, 8.0, log=True), "alpha": Search(0.5, 1.0)}
+    assert spec.settings()["search"] == {"alpha": [0.5, 1.0], "temperature": [2.0, 8.0]}
 
 
 def test_settings_leave_out_where_and_how_a_study_runs() -> None:
@@ -78,7 +82,10 @@ def test_the_seed_preset_is_the_reference_recipe() -> None:
     assert preset["chain"] == {"lr": 0.01, "lr_schedule": "constant", "momentum": 0.9, "weight_decay": 1e-4,
                                "batch_size": 128, "augment": False, "kl_reduction": "mean", "val_size": 0.1,
                                "fit_size": 0.05, "width": 1.0, "init": "reference"}
-    assert preset["search"] == {"temperature": [5.0, 5.0], "alpha": [1.0, 1.0], "drop": [1, 1],
+    # the four trials at DGKD's T = 5, α = 1; --trials N then searches TAKD's grid of T and α
+    assert (preset["warm_temperature"], preset["warm_alpha"]) == (5.0, 1.0)
+    assert preset["search"] == {"temperature": {"choices": [1, 2, 5, 10, 15, 20]},
+                                "alpha": {"low": 0.05, "high": 1.0, "step": 0.05}, "drop": [1, 1],
                                 "weighting": ["mean", "learned"]}
     assert 0 < preset["gpus_per_trial"] < 1  # several trials per GPU
 
