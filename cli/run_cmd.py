@@ -130,6 +130,7 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
         print(f"the study has {outcome.ended} of the {outcome.target} trials asked for: {outcome.exhausted}")
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items())
     print(f"trials: {counts}")
+    print_cost(outcome.trials, spec.run)
     # Tune can end a trial without telling a callback (an actor it failed to reuse): the journal still has it
     # running, and the next session resumes it.
     lost = 0 if outcome.exhausted else outcome.target - outcome.ended
@@ -154,6 +155,16 @@ def finish(outcome: StudyOutcome, spec: StudySpec, report: bool) -> int:
 
         print(f"report: {write_report(spec.run.uri)}/")
     return 1 if lost > 0 else 0
+
+
+def print_cost(trials: pd.DataFrame, run: Location) -> None:
+    """What the study trained against its trials trained naively (the report's Cost section says the same)."""
+    from analysis.costs import against_naive
+    from analysis.load import read_table
+
+    cost = against_naive(trials, read_table(run / "results", "trained"))
+    if cost is not None:
+        print(f"cost: {cost.line()}")
 
 
 def first_error(trials: pd.DataFrame) -> str:
