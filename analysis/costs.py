@@ -49,6 +49,9 @@ class AgainstNaive:
 
     def line(self) -> str:
         """`spent 4.5e+09 FLOPs (0.75× naive 6e+09), 5.5 s (0.46× naive 12.0 s)`"""
+        if not self.naive_flops:
+            return (f"spent {fmt_sci(self.spent.flops)} FLOPs, {fmt_float(self.spent.seconds, 1)} s (no trial has a "
+                    "cost to compare with yet)")
         return (f"spent {fmt_sci(self.spent.flops)} FLOPs ({_times(self.flops_ratio)} naive "
                 f"{fmt_sci(self.naive_flops)}), {fmt_float(self.spent.seconds, 1)} s ({_times(self.seconds_ratio)} "
                 f"naive {fmt_float(self.naive_seconds, 1)} s)")
