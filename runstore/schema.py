@@ -18,10 +18,11 @@ registered KD method's settings, written by the study from the registry); the ep
 column per loss term a method declares. Readers take whatever columns the files have.
 
 Cost columns. `train_*` is what a chain (or hop) costs from scratch, whichever trial trained each hop; `spent_*` is
-what this trial itself computed (a hop it trained: its `train_*`; a reused hop: 0), so both count the same work
-and spent ≤ train holds for every row. Both count a hop's training steps, its validation after every epoch, its
-teachers' forward passes (as kdstudy runs them: once per split, or per batch with augmentation) and a learned
-ensemble's fitting; neither counts test evaluation, which is reporting. Seconds run from the start of a hop's
+what this trial itself computed (a hop it trained: its `train_*`, less a shorter training of it that it resumed,
+`resumed_from`; a reused hop: 0), so both count the same work and spent ≤ train holds for every row. Both count a
+hop's training steps, its validation after every epoch, its teachers' forward passes (as kdstudy runs them: once
+per split, or per batch with augmentation; a resumed hop computes them again) and a learned ensemble's fitting;
+neither counts test evaluation, which is reporting. Seconds run from the start of a hop's
 training, its claim held, to its best weights. `wait_seconds` (not a cost of the configuration) is the time a
 trial spent getting to its hops: store lookups, waiting for a claim another trial held, loading stored weights.
 `reference_flops` is `train_flops` had every upper model been forwarded on every training batch of every epoch,
@@ -106,6 +107,7 @@ HOPS = pa.schema([
     pa.field("upper_forward_samples", pa.int64()),
     pa.field("kl_terms", pa.int64()),
     pa.field("reused", pa.bool_()),
+    pa.field("resumed_from", pa.int64()),  # the epochs of a shorter training of it that the trial resumed; 0 = none
     pa.field("ensemble_weights", pa.list_(pa.float64())),
 ])
 
@@ -136,6 +138,8 @@ def epochs_schema(loss_terms: tuple[str, ...]) -> pa.Schema:
 TRAINED = pa.schema([
     pa.field("trial_id", pa.string(), nullable=False),  # the trial (or attempt of it) that trained the hop
     pa.field("key", pa.string(), nullable=False),
+    # what this training computed: of a hop that resumed a shorter training of it, the epochs it added and its
+    # teachers' outputs computed again, not the resumed training's (that has its own row)
     pa.field("train_flops", pa.int64()),
     pa.field("train_seconds", pa.float64()),
     pa.field("diverged", pa.bool_()),  # trained to a blow-up (its cost up to there): no weights were stored

@@ -1,6 +1,7 @@
 """The model store of a study: `<run>/models/<key>.pt` on the run's storage (local, NFS or an object store),
 shared by every trial on every node, with claims so that a hop is trained once per run; a hop that diverged
-leaves `<key>.diverged.json` instead, so no other trial trains it again."""
+leaves `<key>.diverged.json` instead, so no other trial trains it again; and `<resume key>.resume.pt`, the state a
+hop's latest training stopped in, which a longer training of the hop resumes (`trainables.store.ResumeState`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Callable, ContextManager, Protocol, TypeVar
 from runstore.storage import Location, read_bytes, write_bytes
 from study.faults import NO_FAULTS, Faults
 from trainables import StoredHop
-from trainables.store import Divergence
+from trainables.store import Divergence, ResumeState
 
 log = logging.getLogger("kdstudy")
 Entry = TypeVar("Entry")
 DIVERGED_SUFFIX = ".diverged.json"  # beside `<key>.pt`: a hop that diverged, remembered instead of its weights
+RESUME_SUFFIX = ".resume.pt"  # `<resume key>.resume.pt`: where a hop's latest training stopped
 
 
 class Claims(Protocol):
@@ -26,7 +28,8 @@ class Claims(Protocol):
 
 class Ledger(Protocol):
     def __call__(self, key: str, train_flops: int, train_seconds: float, diverged: bool) -> None:
-        """Records one hop training as it is stored: what the run spent on it (`results/trained/`)."""
+        """Records one hop training as it is stored: what the run spent on it (`results/trained/`) — of a hop that
+        resumed a shorter training of it, only what this training added."""
         ...
 
 
@@ -44,7 +47,9 @@ class RunHopStore:
     def put(self, key: str, hop: StoredHop) -> None:
         write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
         if self.ledger is not None:
-            self.ledger(key, hop.record.train_flops, hop.record.train_seconds, diverged=False)
+            record = hop.record
+            self.ledger(key, record.train_flops - record.resumed_flops, record.train_seconds - record.resumed_seconds,
+                        diverged=False)
         self.faults.point("stored", key)
 
     def divergence(self, key: str) -> Divergence | None:
@@ -55,6 +60,14 @@ class RunHopStore:
         if self.ledger is not None:
             self.ledger(key, divergence.train_flops, divergence.train_seconds, diverged=True)
         self.faults.point("diverged-stored", key)
+
+    def get_resume(self, resume_key: str) -> ResumeState | None:
+        return self._read(f"{resume_key}{RESUME_SUFFIX}", ResumeState.from_bytes)
+
+    def put_resume(self, resume_key: str, state: ResumeState) -> None:
+        kept = self.get_resume(resume_key)
+        if kept is None or kept.epochs_done <= state.epochs_done:
+            write_bytes(self.folder / f"{resume_key}{RESUME_SUFFIX}", state.to_bytes())
 
     def _read(self, name: str, parse: Callable[[bytes], Entry]) -> Entry | None:
         """An entry, or None when there is none — or when it is unreadable (a truncated upload, a foreign file):

@@ -78,6 +78,9 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
     ({"dataset": "imagenet"}, "dataset"),
     ({"epochs": 0}, "epochs"),
     ({"epochs": 2.5}, "epochs"),
+    ({"lower_epochs": -1}, "lower_epochs"),
+    ({"patience": -1}, "patience"),
+    ({"patience": 1.5}, "patience"),
     ({"batch_size": True}, "batch_size"),
     ({"lr": 0}, "lr"),
     ({"lr_schedule": "step"}, "lr_schedule"),
@@ -136,6 +139,13 @@ def test_the_code_version_changes_keys_but_not_seeds(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(hops, "TRAINING_CODE_VERSION", hops.TRAINING_CODE_VERSION + 1)
     after = plan_chain(ChainConfig(method="takd", ta_depths=(6,)))
     assert all(a.key != b.key and a.seed == b.seed for a, b in zip(before, after))
+
+
+def test_the_teacher_trains_epochs_and_the_hops_below_it_lower_epochs() -> None:
+    cfg = ChainConfig(method="takd", ta_depths=(6,), epochs=16)
+    assert [cfg.hop_epochs(i) for i in range(3)] == [16, 16, 16]
+    assert [cfg.replace(lower_epochs=4).hop_epochs(i) for i in range(3)] == [16, 4, 4]
+    assert ChainConfig(method="nokd", epochs=16, lower_epochs=4).hop_epochs(0) == 4  # its only hop is a student
 
 
 def test_nokd_trains_the_student_alone() -> None:

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from trainables import ChainConfig, train_chain
-from trainables.data import DataBundle, holdout_count, load_chain_data, load_dataset, train_images
-from trainables.hops import plan_chain
+from trainables.data import (DataBundle, dataset_shape, holdout_count, load_chain_data, load_dataset, split_sizes,
+                              train_images)
+from trainables.hops import HopPlan, plan_chain
 from trainables.loop import HopTraining, TeacherOutputs, train_epoch
 from trainables.models import build_model
 
@@ -58,6 +59,34 @@ def test_dgkds_drop_splits_a_hop_even_at_alpha_zero() -> None:
     assert kept[:2] == dropped[:2] and kept[2] != dropped[2]  # only the student has two teachers to drop from
 
 
+def plans(**settings: Any) -> list[HopPlan]:
+    return plan_chain(ChainConfig.from_flat({**BASE, "epochs": 8, **settings}), CPU)
+
+
+def test_a_hops_seed_does_not_depend_on_its_epochs_but_its_key_does() -> None:
+    full, low, shorter = plans(), plans(lower_epochs=2), plans(epochs=4)
+    assert [p.epochs for p in full] == [8, 8, 8] and [p.epochs for p in low] == [8, 2, 2]
+    assert [p.seed for p in full] == [p.seed for p in low] == [p.seed for p in shorter]
+    assert full[0].key == low[0].key != shorter[0].key  # the teacher always trains `epochs`
+    assert all(a.key != b.key for a, b in zip(full[1:], low[1:]))
+    assert plans(lower_epochs=8) == full  # the epochs a hop trains are its identity, not how they were asked for
+    # a shorter training of a hop is resumable by a longer one: one resume key, as long as its teachers are the same
+    assert full[1].resume_key == low[1].resume_key and full[2].resume_key != low[2].resume_key
+    assert full[0].resume_key == shorter[0].resume_key
+
+
+def test_nokds_only_hop_is_below_the_teacher_it_does_not_have() -> None:
+    assert [p.epochs for p in plans(method="nokd", ta_depths=[], lower_epochs=2)] == [2]
+
+
+def test_patience_is_in_the_key_when_it_is_on_and_never_in_the_seed() -> None:
+    off, on, longer = plans(), plans(patience=2), plans(patience=3)
+    assert plans(patience=0) == off
+    assert [p.seed for p in off] == [p.seed for p in on] == [p.seed for p in longer]
+    assert not {p.key for p in off} & {p.key for p in on} and not {p.key for p in on} & {p.key for p in longer}
+    assert not {p.resume_key for p in off} & {p.resume_key for p in on}
+
+
 def test_a_hold_out_fraction_is_keyed_as_the_count_it_holds_out() -> None:
     count = holdout_count("mnist5k", 0.1)
     assert count == 400
@@ -77,10 +106,17 @@ def test_a_fit_hold_out_is_keyed_as_the_count_it_holds_out() -> None:
 
 
 @pytest.mark.parametrize("name", ["mnist5k", "digits"])
-def test_the_registered_training_images_are_what_the_loader_returns(name: str) -> None:
+def test_the_registered_shape_is_what_the_loader_returns(name: str) -> None:
     data = load_dataset(name, val_size=0.1)
     assert len(data.val) == holdout_count(name, 0.1)
     assert len(data.train) + len(data.val) == train_images(name)
+    shape = dataset_shape(name)
+    assert (data.in_channels, data.image_size, data.num_classes) == (shape.channels, shape.image_size,
+                                                                     shape.num_classes)
+    held_out = load_dataset(name, val_size=0.1, fit_size=0.05, train_size=300)
+    assert split_sizes(name, 0.1, 0.05, 300) == (len(held_out.train), len(held_out.val), len(held_out.fit))
+    assert split_sizes(name, 0.1, 0.05, None) == (len(load_dataset(name, val_size=0.1, fit_size=0.05).train),
+                                                  len(held_out.val), len(held_out.fit))
 
 
 def test_a_fraction_and_its_count_hold_out_the_same_images() -> None:

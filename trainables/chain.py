@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -14,11 +15,11 @@ from trainables.data import DataBundle, load_chain_data
 from trainables.device import configure_backends, resolve_device
 from trainables.hops import HopPlan, plan_chain
 from trainables.divergence import Diverged, HopDiverged
-from trainables.loop import (HopTraining, TeacherOutputs, accuracy_and_loss, fit_teaching, predict_logits, train_epoch,
-                             validate)
+from trainables.loop import (Counters, HopTraining, TeacherOutputs, accuracy_and_loss, fit_teaching, predict_logits,
+                             train_epoch, validate)
 from trainables.models import build_model, count_params, inference_flops
 from trainables.results import ChainResult, HopRecord, HopResult, TestPredictions
-from trainables.store import Divergence, MemoryStore, ModelStore, StoredHop
+from trainables.store import Divergence, MemoryStore, ModelStore, ResumeState, StoredHop
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -28,7 +29,9 @@ def train_chain(cfg: ChainConfig, report: Report | None = None, store: ModelStor
     """Trains every hop of `cfg`'s chain top-down and returns per-hop accuracy and cost.
 
     `report` receives one dict per epoch (event="epoch") and per hop (event="hop"). Hops already in `store`
-    (same content hash) are loaded instead of trained; every hop trained here is put into it.
+    (same content hash) are loaded instead of trained; every hop trained here is put into it, and at a constant lr
+    so is the state its training stopped in: a later chain that trains the same hop for more epochs (a higher
+    `lower_epochs`) resumes it instead of training it from scratch.
     """
     device = resolve_device(cfg.device)
     configure_backends(device)
@@ -78,7 +81,8 @@ class ChainTrainer:
         """The hop's record, whether it came from the store, and the seconds it took to get to it (the wait: lookups,
         the claim, loading). A stored hop is loaded without its claim: stored hops never change, and a claim costs a
         round of writes and reads on the run's storage. A missing one is looked up again once its claim is held, as
-        the claim's last holder may just have stored it."""
+        the claim's last holder may just have stored it; then it is trained, on from where a shorter training of it
+        stopped when the store keeps that (`_resumable`)."""
         started = time.perf_counter()
         stored = self.store.get(plan.key)
         if stored is None:
@@ -86,8 +90,9 @@ class ChainTrainer:
                 stored = self.store.get(plan.key)
                 if stored is None:
                     self._raise_if_it_diverged_before(plan)
+                    resumed = self._resumable(plan)
                     waited = time.perf_counter() - started
-                    record = self._train_and_count(plan, model, flops)
+                    record = self._train_and_count(plan, model, flops, resumed)
                     self.store.put(plan.key, StoredHop(model.state_dict(), record))
                     return record, False, waited
         model.load_state_dict(stored.state_dict)
@@ -99,32 +104,69 @@ class ChainTrainer:
         if remembered is not None:
             raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, remembered.epoch, remembered.reason)
 
-    def _train_and_count(self, plan: HopPlan, model: nn.Module, flops: int) -> HopRecord:
-        """Trains the hop; its record holds what training it from scratch cost, for every later reuse of its weights.
-        A hop that diverges is remembered by the store, with what it cost up to the blow-up."""
+    def _resumable(self, plan: HopPlan) -> ResumeState | None:
+        """The state a training of the hop of at most `plan.epochs` epochs stopped in, which training it continues
+        (the hop's seed does not depend on its epochs: `trainables.hops`). At a constant lr only: a cosine
+        schedule's lr at every epoch depends on the total, so a shorter training is no prefix of a longer one, and
+        such a hop is trained again from scratch."""
+        if self.cfg.lr_schedule != "constant":
+            return None
+        state = self.store.get_resume(plan.resume_key)
+        return state if state is not None and state.epochs_done <= plan.epochs else None
+
+    def _train_and_count(self, plan: HopPlan, model: nn.Module, flops: int, resumed: ResumeState | None
+                         ) -> HopRecord:
+        """Trains the hop, from scratch or on from `resumed`, and leaves its best weights in `model`; its record
+        holds what training it from scratch cost, for every later reuse of its weights. At a constant lr the state
+        its training stopped in is stored, for a longer training of the hop to resume. A resumed state that patience
+        ended (or that has all the epochs) is the hop, finished: nothing is trained. A hop that diverges is
+        remembered by the store, with what this training cost up to the blow-up."""
+        if resumed is not None and resumed.finished(plan.epochs):
+            model.load_state_dict(resumed.best_weights)
+            return self._record(plan, flops, resumed, resumed)
         started = time.perf_counter()
-        hop = self._hop_training(plan, model, flops)
+        hop = self._hop_training(plan, model, flops, resumed)
+        progress = Progress.of(resumed)
         try:
-            best_epoch, best_acc = self._train(plan, hop)
+            self._train(plan, hop, progress)
         except HopDiverged as diverged:
             cost = Divergence(diverged.epoch, diverged.reason, hop.counters.flops, time.perf_counter() - started)
             self.store.put_divergence(plan.key, cost)
             raise
-        counters = hop.counters
-        reference = reference_flops(self.cfg.epochs, len(self.data.train), len(self.data.val), flops,
-                                    hop.teachers.flops, counters.fit_flops)
-        return HopRecord(best_epoch=best_epoch, val_acc=best_acc, upper_forward_samples=counters.upper_forward_samples,
-                         kl_terms=counters.kl_terms, ensemble_weights=hop.method.learned_weights(),
-                         train_flops=counters.flops, reference_flops=reference,
-                         train_seconds=time.perf_counter() - started)
+        carried_counters, carried_seconds = (resumed.counters, resumed.train_seconds) if resumed else (Counters(), 0.0)
+        state = ResumeState(copy.deepcopy(model.state_dict()), copy.deepcopy(hop.optimizer.state_dict()),
+                            hop.generator.get_state(), hop.guard.reference, progress.best_weights, progress.best_acc,
+                            progress.best_epoch, progress.epochs_done, progress.stopped,
+                            carried_counters + hop.counters, carried_seconds + time.perf_counter() - started,
+                            hop.method.learned_weights())
+        if self.cfg.lr_schedule == "constant":
+            self.store.put_resume(plan.resume_key, state)
+        model.load_state_dict(progress.best_weights)
+        return self._record(plan, flops, state, resumed)
 
-    def _train(self, plan: HopPlan, hop: HopTraining) -> tuple[int, float]:
-        """Trains one hop for cfg.epochs and leaves the best-validation weights in its model; returns the best epoch
-        and its validation accuracy."""
+    def _record(self, plan: HopPlan, flops: int, state: ResumeState, resumed: ResumeState | None) -> HopRecord:
+        """The record of the hop whose training ended in `state`, having resumed `resumed` (or not)."""
+        teacher_flops = [self.hops[t].flops for t in plan.teachers]
+        fit_flops = len(self.data.fit) * sum(teacher_flops) if self._fits(plan) else 0
+        reference = reference_flops(state.epochs_done, len(self.data.train), len(self.data.val), flops, teacher_flops,
+                                    fit_flops)
+        counters = state.counters
+        return HopRecord(best_epoch=state.best_epoch, val_acc=state.best_acc,
+                         upper_forward_samples=counters.upper_forward_samples, kl_terms=counters.kl_terms,
+                         ensemble_weights=state.ensemble_weights, train_flops=counters.flops,
+                         reference_flops=reference, train_seconds=state.train_seconds,
+                         resumed_epochs=resumed.epochs_done if resumed else 0,
+                         resumed_flops=resumed.counters.flops if resumed else 0,
+                         resumed_seconds=resumed.train_seconds if resumed else 0.0)
+
+    def _train(self, plan: HopPlan, hop: HopTraining, progress: Progress) -> None:
+        """Trains one hop on from `progress` to its last epoch, or until `patience` epochs in a row bring no better
+        validation accuracy; `progress` keeps the best epoch and its weights."""
         cfg, data, model = self.cfg, self.data, hop.model
-        schedule = _schedule(hop.optimizer, cfg)
-        best_acc, best_epoch, best_state = -1.0, 0, None
-        for epoch in range(1, cfg.epochs + 1):
+        schedule = _schedule(hop.optimizer, cfg, plan.epochs)
+        # global_epoch: the epoch's place among the epochs the chain plans, whatever patience ends early
+        epochs_above = sum(cfg.hop_epochs(index) for index in range(plan.index))
+        for epoch in range(progress.epochs_done + 1, plan.epochs + 1):
             epoch_started = time.perf_counter()
             lr = hop.optimizer.param_groups[0]["lr"]
             try:
@@ -133,17 +175,18 @@ class ChainTrainer:
                 raise HopDiverged(plan.index, plan.role, plan.arch, plan.key, epoch, str(error)) from None
             schedule.step()
             val_acc, val_loss = validate(hop, data)
-            if val_acc > best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
-                best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
+            progress.after_epoch(epoch, val_acc, model, cfg.patience)
             self.emit({"event": "epoch", "hop": plan.index, "key": plan.key, "role": plan.role, "arch": plan.arch,
-                       "epoch": epoch, "global_epoch": plan.index * cfg.epochs + epoch, "lr": lr,
+                       "epoch": epoch, "global_epoch": epochs_above + epoch, "lr": lr,
                        "train_loss": stats.loss, **{f"loss_{name}": value for name, value in stats.terms.items()},
                        "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_started})
-        model.load_state_dict(best_state)
-        return best_epoch, best_acc
+            if progress.stopped:
+                break
 
-    def _hop_training(self, plan: HopPlan, model: nn.Module, flops: int) -> HopTraining:
-        """The hop ready for its first epoch: its method fitted where it fits before training."""
+    def _hop_training(self, plan: HopPlan, model: nn.Module, flops: int, resumed: ResumeState | None
+                      ) -> HopTraining:
+        """The hop ready for its next epoch: its method fitted where it fits before training, and where it resumes a
+        shorter training, that training's state restored (its teachers' cached outputs are computed again)."""
         cfg, data = self.cfg, self.data
         teachers = [self.models[t] for t in plan.teachers]
         method = cfg.method_class.teaching(cfg, len(teachers))
@@ -153,16 +196,50 @@ class ChainTrainer:
                                     weight_decay=cfg.weight_decay)
         hop = HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,
                           cfg.batch_size, cfg.augment, cfg.precision)
-        if teachers and method.fits_on_fit_split(cfg.params):
+        if self._fits(plan):
             fit_teaching(hop, data.fit)
+        if resumed is not None:
+            model.load_state_dict(resumed.weights)
+            optimizer.load_state_dict(resumed.optimizer)
+            hop.generator.set_state(resumed.generator)
+            hop.guard.reference = resumed.guard_reference
         return hop
+
+    def _fits(self, plan: HopPlan) -> bool:
+        """Whether the hop's method fits on its teachers' outputs on the fit split before it trains."""
+        method = self.cfg.method_class.teaching(self.cfg, len(plan.teachers))
+        return bool(plan.teachers) and method.fits_on_fit_split(self.cfg.params)
+
+
+@dataclass
+class Progress:
+    """How far a hop's training has come: its epochs, the best one so far and its weights, and whether patience
+    has ended it."""
+
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    epochs_done: int = 0
+    stopped: bool = False
+
+    @classmethod
+    def of(cls, resumed: ResumeState | None) -> Progress:
+        if resumed is None:
+            return cls()
+        return cls(resumed.best_acc, resumed.best_epoch, resumed.best_weights, resumed.epochs_done, resumed.stopped)
+
+    def after_epoch(self, epoch: int, val_acc: float, model: nn.Module, patience: int) -> None:
+        if val_acc > self.best_acc:  # strict: ties keep the earlier, cheaper-to-reach epoch
+            self.best_acc, self.best_epoch, self.best_weights = val_acc, epoch, copy.deepcopy(model.state_dict())
+        self.epochs_done = epoch
+        self.stopped = 0 < patience <= epoch - self.best_epoch
 
 
 def reference_flops(epochs: int, train_samples: int, val_samples: int, flops: int, teacher_flops: list[int],
                     fit_flops: int) -> int:
-    """A hop's training FLOPs had every teacher been forwarded on every training batch of every epoch, as the
-    TAKD and DGKD reference code does (augmented or not, and DGKD's dropped teachers too, which it forwards and then
-    leaves out of the loss); all else as `train_flops` counts it:
+    """A hop's training FLOPs had every teacher been forwarded on every training batch of every epoch it trained,
+    as the TAKD and DGKD reference code does (augmented or not, and DGKD's dropped teachers too, which it forwards
+    and then leaves out of the loss), in one go from scratch; all else as `train_flops` counts it:
 
         epochs · train_samples · (3·flops + Σ teacher_flops)   the steps (forward + backward ≈ 3 forwards) and the
                                                                teachers' forwards on every batch
@@ -181,9 +258,10 @@ def _freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def _schedule(optimizer: torch.optim.Optimizer, cfg: ChainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def _schedule(optimizer: torch.optim.Optimizer, cfg: ChainConfig, epochs: int
+              ) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 

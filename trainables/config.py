@@ -57,6 +57,11 @@ class ChainConfig:
                                              "divided by the class count)", choices=KL_REDUCTIONS)
 
     epochs: int = setting(10, "epochs per hop", low=1)
+    # The fidelity successive halving promotes a chain along: every hop below the teacher trains this many epochs,
+    # while the teacher (trained once, shared by every chain of a study) always trains `epochs`.
+    lower_epochs: int = setting(0, "epochs of every hop below the teacher (successive halving's fidelity); "
+                                   "0 = epochs", low=0)
+    patience: int = setting(0, "epochs without a better validation accuracy that end a hop early; 0 = off", low=0)
     batch_size: int = setting(128, "images per batch", low=1, high=MAX_BATCH_SIZE)
     lr: float = setting(0.01, "SGD learning rate", low=0.0, low_open=True)
     lr_schedule: str = setting("constant", "constant, or cosine (annealed over each hop's epochs)",
@@ -108,6 +113,12 @@ class ChainConfig:
     def param(self, name: str) -> Any:
         """A setting of the chain's method (e.g. "temperature"); KeyError when the method has no such setting."""
         return self.params[name]
+
+    def hop_epochs(self, index: int) -> int:
+        """The epochs hop `index` (0 = top) trains: the teacher `epochs`, every hop below it `lower_epochs` when set
+        (a chain without a teacher, nokd's, has only hops below it)."""
+        is_teacher = index == 0 and self.method_class.teachers != "none"
+        return self.epochs if is_teacher or not self.lower_epochs else self.lower_epochs
 
     @property
     def method_class(self) -> type:

@@ -43,7 +43,10 @@ class Counters:
     flops: int = 0
     upper_forward_samples: int = 0
     kl_terms: int = 0
-    fit_flops: int = 0  # the part of `flops` its teachers spent on what the method fits before training (once)
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(self.flops + other.flops, self.upper_forward_samples + other.upper_forward_samples,
+                        self.kl_terms + other.kl_terms)
 
 
 class TeacherOutputs:
@@ -118,10 +121,8 @@ class HopTraining:
 
 def fit_teaching(hop: HopTraining, split: Split) -> None:
     """Fits what the hop's method learns from its teachers before training (the learned ensemble's stacking
-    weights), once; the teachers' forward passes on `split` count in `fit_flops` too."""
-    before = hop.counters.flops
+    weights), once; the teachers' forward passes on `split` count in the hop's cost."""
     hop.method.fit(hop.teachers.for_split(split), split.y)
-    hop.counters.fit_flops = hop.counters.flops - before
 
 
 def validate(hop: HopTraining, data: DataBundle) -> tuple[float, float]:

@@ -23,7 +23,12 @@ class TestPredictions:
 class HopRecord:
     """What training a hop produced, whichever run later reuses its weights: kept with them in a store, and carried
     into the hop's `HopResult` under the same names. Its fields' order is the stored JSON's (unchanged since
-    it was a dict), so hops stored before it are read back as they were written."""
+    it was a dict), so hops stored before it are read back as they were written; the fields added since
+    (`RESUMED_FIELDS`) read as 0 from a record written before them.
+
+    A hop resumed from a shorter training of it (`trainables.store.ResumeState`) counts in `train_*` what reaching
+    its weights cost from scratch: the trainings it resumed from (`resumed_*`, `resumed_epochs` of them) and its
+    own, which computed its teachers' cached outputs (and a learned ensemble's fit) again."""
 
     best_epoch: int
     val_acc: float  # of the best epoch
@@ -33,19 +38,26 @@ class HopRecord:
     train_flops: int
     reference_flops: int
     train_seconds: float
+    resumed_epochs: int = 0  # the epochs of the training it resumed from; 0: trained from scratch in one go
+    resumed_flops: int = 0  # the part of train_flops that training had cost
+    resumed_seconds: float = 0.0  # likewise, of train_seconds
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> HopRecord:
-        """Raises ValueError on a record with other fields than these (another version's, or not a record)."""
+        """Raises ValueError on a record with other fields than these (another version's, or not a record); the
+        fields added since records were first stored may be missing."""
         payload = json.loads(text)
         names = {f.name for f in fields(cls)}
-        if not isinstance(payload, dict) or payload.keys() != names:
+        if not isinstance(payload, dict) or not names - RESUMED_FIELDS <= payload.keys() <= names:
             got = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
             raise ValueError(f"hop record: expected the fields {sorted(names)}, got {got}")
         return cls(**payload)
+
+
+RESUMED_FIELDS = frozenset({"resumed_epochs", "resumed_flops", "resumed_seconds"})
 
 
 @dataclass
@@ -66,21 +78,27 @@ class HopResult:
     train_flops: int
     reference_flops: int  # train_flops had every teacher been forwarded on every training batch of every epoch
     train_seconds: float  # from the start of its training (its claim held) to its best weights, validation included
-    spent_flops: int  # FLOPs this run computed for it: train_flops when it trained it here, 0 when it was reused
-    spent_seconds: float  # likewise: train_seconds, or 0
+    # FLOPs this run computed for it: train_flops when it trained it here (less what the training it resumed from
+    # had cost), 0 when it was reused
+    spent_flops: int
+    spent_seconds: float  # likewise, of train_seconds
     wait_seconds: float  # this run's time getting to it: store lookups, waiting for its claim, loading its weights
     upper_forward_samples: int  # samples pushed through upper models while training it
     kl_terms: int  # KL terms computed while training it
     reused: bool
+    resumed_from: int = 0  # the epochs of a shorter training of it that this run resumed; 0 = none
     ensemble_weights: list[float] | None = None
     predictions: TestPredictions | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, record: HopRecord, reused: bool, **evaluated: Any) -> HopResult:
         """`record`'s fields under their own names; what this run spent on it follows from whether it was reused:
-        the same work as `train_*` when it trained it, nothing when it loaded it."""
-        return cls(**asdict(record), reused=reused, spent_flops=0 if reused else record.train_flops,
-                   spent_seconds=0.0 if reused else record.train_seconds, **evaluated)
+        nothing when it loaded it; when it trained it, the same work as `train_*` less the training it resumed."""
+        carried = asdict(record)
+        resumed = {name: carried.pop(name) for name in sorted(RESUMED_FIELDS)}
+        return cls(**carried, reused=reused, resumed_from=0 if reused else resumed["resumed_epochs"],
+                   spent_flops=0 if reused else record.train_flops - resumed["resumed_flops"],
+                   spent_seconds=0.0 if reused else record.train_seconds - resumed["resumed_seconds"], **evaluated)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

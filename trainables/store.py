@@ -1,4 +1,5 @@
-"""Where trained hops live, keyed by their content hash, so that a chain (or a resumed trial) can skip them.
+"""Where trained hops live, keyed by their content hash, so that a chain (or a resumed trial) can skip them; and
+where a hop's training stands after its last epoch, so that a longer training of the same hop can resume it.
 
 `train_chain` takes any `ModelStore`. `MemoryStore` keeps hops for one process; a study keeps them on its run's
 storage (`study.hop_store`), shared by every trial of the cluster.
@@ -10,11 +11,12 @@ import contextlib
 import io
 import json
 from dataclasses import asdict, dataclass
-from typing import ContextManager, Protocol
+from typing import Any, ContextManager, Protocol
 
 import torch
 from torch import Tensor
 
+from trainables.loop import Counters
 from trainables.results import HopRecord
 
 
@@ -61,6 +63,67 @@ class Divergence:
                    float(payload.get("train_seconds", 0.0)))
 
 
+@dataclass(frozen=True)
+class ResumeState:
+    """Where a hop's training stands after its last epoch: what a longer training of the same hop (same
+    `HopPlan.resume_key`) needs to go on as if it had never stopped — the last weights, the optimiser's state, the
+    hop's random stream, the divergence guard's reference loss and the best epoch so far — and what it had cost.
+    Only a constant lr makes a longer training continue a shorter one: under a cosine schedule the lr of every
+    epoch depends on the total, so such hops keep no state and are trained again (`trainables.chain`)."""
+
+    weights: dict[str, Tensor]  # after its last epoch
+    optimizer: dict[str, Any]  # the optimiser's state_dict: its momentum buffers and param groups
+    generator: Tensor  # the hop's torch.Generator state: the next epoch's batches and DGKD's drops
+    guard_reference: float | None  # the divergence guard's first-window loss
+    best_weights: dict[str, Tensor]
+    best_acc: float
+    best_epoch: int
+    epochs_done: int
+    stopped: bool  # patience ended it: a longer training of it ends here too
+    counters: Counters  # what training it this far computed, from scratch (any training it resumed included)
+    train_seconds: float  # likewise
+    ensemble_weights: list[float] | None  # its method's learned weights, for its record
+
+    def finished(self, epochs: int) -> bool:
+        """Whether a training of `epochs` epochs has nothing left to train from here."""
+        return self.stopped or self.epochs_done >= epochs
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({"weights": _on_cpu(self.weights), "optimizer": _on_cpu(self.optimizer),
+                    "generator": self.generator.cpu(), "best_weights": _on_cpu(self.best_weights),
+                    "meta": json.dumps({"guard_reference": self.guard_reference, "best_acc": self.best_acc,
+                                        "best_epoch": self.best_epoch, "epochs_done": self.epochs_done,
+                                        "stopped": self.stopped, "counters": asdict(self.counters),
+                                        "train_seconds": self.train_seconds,
+                                        "ensemble_weights": self.ensemble_weights})}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ResumeState:
+        """Raises on anything that is not a whole resume state (as `StoredHop.from_bytes`)."""
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.keys() != {"weights", "optimizer", "generator", "best_weights",
+                                                                "meta"}:
+            raise ValueError("not a resume state")
+        meta = json.loads(payload["meta"])
+        return cls(payload["weights"], payload["optimizer"], payload["generator"], meta["guard_reference"],
+                   payload["best_weights"], float(meta["best_acc"]), int(meta["best_epoch"]),
+                   int(meta["epochs_done"]), bool(meta["stopped"]), Counters(**meta["counters"]),
+                   float(meta["train_seconds"]), meta["ensemble_weights"])
+
+
+def _on_cpu(tree: Any) -> Any:
+    """A copy of a state_dict (nested dicts and lists of tensors and plain values) with every tensor on the CPU."""
+    if isinstance(tree, Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {key: _on_cpu(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_on_cpu(value) for value in tree)
+    return tree
+
+
 class ModelStore(Protocol):
     def get(self, key: str) -> StoredHop | None: ...
 
@@ -74,6 +137,14 @@ class ModelStore(Protocol):
         """Held while a hop is looked up, trained and put, so that concurrent users train it once."""
         ...
 
+    def get_resume(self, resume_key: str) -> ResumeState | None:
+        """The state a training of the hop stopped in, one the caller may change (nothing else holds it)."""
+        ...
+
+    def put_resume(self, resume_key: str, state: ResumeState) -> None:
+        """Keeps `state` unless the store holds a state of more epochs: the latest is what longer trainings resume."""
+        ...
+
 
 class MemoryStore:
     """Keeps hops for the life of one process: the default, where nothing is shared."""
@@ -81,6 +152,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._hops: dict[str, StoredHop] = {}
         self._divergences: dict[str, Divergence] = {}
+        self._resume: dict[str, tuple[int, bytes]] = {}  # as a file holds it: no caller shares its tensors
 
     def get(self, key: str) -> StoredHop | None:
         return self._hops.get(key)
@@ -98,3 +170,12 @@ class MemoryStore:
 
     def claim(self, key: str) -> ContextManager[None]:
         return contextlib.nullcontext()
+
+    def get_resume(self, resume_key: str) -> ResumeState | None:
+        kept = self._resume.get(resume_key)
+        return None if kept is None else ResumeState.from_bytes(kept[1])
+
+    def put_resume(self, resume_key: str, state: ResumeState) -> None:
+        kept = self._resume.get(resume_key)
+        if kept is None or kept[0] <= state.epochs_done:
+            self._resume[resume_key] = (state.epochs_done, state.to_bytes())

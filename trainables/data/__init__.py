@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from trainables.plugins import import_all
 
 from .batches import iterate_batches
-from .datasets import (available_datasets, check_holdout_size, holdout_count, load_dataset, split_positions,
-                       train_images)
+from .datasets import (DatasetShape, available_datasets, check_holdout_size, dataset_shape, holdout_count,
+                       load_dataset, split_positions, split_sizes, train_images)
 from .splits import DataBundle, Split
 
 if TYPE_CHECKING:
@@ -29,13 +29,16 @@ def load_chain_data(cfg: ChainConfig, download: bool = False) -> DataBundle:
 
 __all__ = [
     "DataBundle",
+    "DatasetShape",
     "Split",
     "available_datasets",
     "check_holdout_size",
+    "dataset_shape",
     "holdout_count",
     "iterate_batches",
     "load_chain_data",
     "load_dataset",
     "split_positions",
+    "split_sizes",
     "train_images",
 ]

