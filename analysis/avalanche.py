@@ -301,7 +301,8 @@ CONTROL_METHOD = "nokd"
 # in the teacher's signal, so the agreement the control reaches with the teacher is what training alone gives.
 # A setting a run's files do not have (an older run) reads as None on both sides.
 CONTROL_MATCH = ("seed", "student", "width", "init", "dataset", "val_size", "fit_size", "train_size", "augment",
-                 "epochs", "batch_size", "lr", "lr_schedule", "momentum", "weight_decay", "precision")
+                 "epochs", "lower_epochs", "patience", "batch_size", "lr", "lr_schedule", "momentum", "weight_decay",
+                 "precision")
 
 TEACHER_KEY_CHARS = 8  # of a 24-character hop key: enough to tell a run's teachers apart in a table or figure
 

@@ -76,15 +76,15 @@ def _check_writable(name: str, path: Path | None) -> None:
 
 
 def _train_with_progress(cfg: ChainConfig, data: DataBundle, progress: bool) -> ChainResult:
-    total = len(cfg.archs) * cfg.epochs
-    with tqdm(total=total, disable=not progress, unit="epoch", dynamic_ncols=True) as bar:
+    planned = [cfg.hop_epochs(index) for index in range(len(cfg.archs))]
+    with tqdm(total=sum(planned), disable=not progress, unit="epoch", dynamic_ncols=True) as bar:
         def report(event: dict[str, Any]) -> None:
             if event["event"] == "epoch":
                 bar.set_description(f"{event['role']} {event['arch']}")
                 bar.set_postfix(val_acc=f"{event['val_acc']:.3f}", loss=f"{event['train_loss']:.3f}")
                 bar.update(1)
-            elif event["reused"]:
-                bar.update(cfg.epochs)
+            else:  # the epochs a hop did not train here (stored, resumed, ended by patience) count as done
+                bar.update(sum(planned[:event["index"] + 1]) - bar.n)
 
         return train_chain(cfg, report=report, data=data)
 
