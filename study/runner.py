@@ -29,6 +29,7 @@ from study import cluster
 from study.faults import Faults
 from study.halving import ChainHalving, HalvingRule, rung_epochs
 from study.journal import Journal
+from study.plan import plan_study
 from study.reconcile import GIVE_UP_AFTER, Failed, Plan, reconcile
 from study.recorder import NoTuneProgress, TrialRecorder
 from study.results_folder import ResultsFolder
@@ -210,6 +211,7 @@ def _print_start(spec: StudySpec, plan: Plan) -> None:
     state = f"{ended} of {spec.trials} trials ended" + (f", resuming {resuming}" if resuming else "") if ended or \
         resuming else f"{spec.trials} trials"
     print(f"study {spec.name} ({spec.run}): {state}, {spec.max_concurrent} at a time", flush=True)
+    print(plan_study(spec, plan.ended).line(), flush=True)
     if plan.retry:
         print(f"retrying {len(plan.retry)} trials that failed: {_listed(plan.retry)}", flush=True)
     if plan.given_up:
