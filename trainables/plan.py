@@ -3,7 +3,7 @@ the trainer's counters count them (`trainables.loop.Counters`).
 
 A study reads it for a stopped trial's full-fidelity cost and for its planned cost before it runs, so it costs a
 dictionary lookup per hop once each model's inference FLOPs are known (counted once per architecture, width,
-initialisation and dataset shape, on a model built on the CPU). Per hop:
+initialisation and dataset shape). Per hop:
 
     epochs · (train · 3·flops + val · flops)     its steps (forward + backward ≈ 3 forwards) and its validation
   + train · Σ teacher_flops                      its teachers' outputs, computed once and cached (unaugmented), or
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+
+import torch
 
 from trainables.config import ChainConfig
 from trainables.data import dataset_shape, split_sizes
@@ -65,6 +67,8 @@ def planned_hops(cfg: ChainConfig) -> list[PlannedHop]:
 
 @lru_cache(maxsize=None)
 def model_flops(arch: str, width: float, init: str, channels: int, image_size: int, num_classes: int) -> int:
-    """One image's inference FLOPs of `arch`, as the trainer counts them (`inference_flops`)."""
-    model = build_model(arch, num_classes, channels, image_size, width, init)
+    """One image's inference FLOPs of `arch`, as the trainer counts them (`inference_flops`). Counted on the meta
+    device: by shapes alone, with no weights to allocate or initialise (and no draw from torch's global stream)."""
+    with torch.device("meta"):
+        model = build_model(arch, num_classes, channels, image_size, width, init)
     return inference_flops(model, channels, image_size)
