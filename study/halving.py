@@ -74,12 +74,12 @@ class ChainHalving(FIFOScheduler):
     """Tune's side of the rule: a halving trial reports at the end of each rung below the top (`RUNG`), and goes on
     or stops there; its other reports (its final outcome) pass."""
 
-    def __init__(self, rule: HalvingRule, metric: str) -> None:
+    def __init__(self, rule: HalvingRule, objective: str) -> None:
         super().__init__()
-        self.rule, self.metric = rule, metric
+        self.rule, self.objective = rule, objective
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         if RUNG not in result or OUTCOME in result:
             return TrialScheduler.CONTINUE
-        promoted = self.rule.promotes(trial.config["trial_id"], int(result[RUNG]), float(result[self.metric]))
+        promoted = self.rule.promotes(trial.config["trial_id"], int(result[RUNG]), float(result[self.objective]))
         return TrialScheduler.CONTINUE if promoted else TrialScheduler.STOP

@@ -24,6 +24,7 @@ from study.hop_store import RunHopStore
 from study.results_folder import ResultsFolder
 from study.space import chain_config
 from trainables import ChainConfig, HopDiverged, train_chain
+from trainables.plan import planned_hops
 
 # A trial's last result says how its chain ended; trials stopped early by a scheduler have none.
 OUTCOME, FINISHED, DIVERGED = "outcome", "finished", "diverged"
@@ -104,8 +105,6 @@ def fidelities(cfg: ChainConfig, rungs: tuple[int, ...]) -> list[tuple[int, Chai
 
 def planned_flops(cfg: ChainConfig) -> int:
     """The configuration's from-scratch training FLOPs at full fidelity, without training it."""
-    from trainables.plan import planned_hops  # TEMP until trainables.plan lands
-
     return sum(hop.flops for hop in planned_hops(cfg))
 
 
@@ -157,4 +156,5 @@ class TrialReporter:
 
     def metrics(self, student_val_acc: float, student_epoch: int, train_flops: int) -> dict[str, Any]:
         known = {"student_val_acc": student_val_acc, "student_epoch": student_epoch, "train_flops": train_flops}
-        return {name: known[name] for name in self.context.metrics}
+        # A halving trial's clock (RUNG) is added by the report at the end of each rung below the top.
+        return {name: known[name] for name in self.context.metrics if name in known}

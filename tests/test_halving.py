@@ -84,7 +84,7 @@ def test_a_halving_study_stops_and_promotes_by_the_rule_and_resumes_promoted_hop
         ray_cluster: None, spec_file: Path, tmp_path: Path) -> None:
     spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "halving", "trials": 5, "epochs": 4,
                                  "scheduler": "halving", "halving_min": 0.25, "halving_factor": 2,
-                                 "methods": "takd", "ta_candidates": "4", "max_concurrent": 1})
+                                 "methods": "takd", "ta_candidates": [4], "max_concurrent": 1})
     assert run_study(spec).errors == []
     run = tmp_path / "halving"
     rows = {r["trial_id"]: r for r in pq.read_table(run / "results" / "trials").to_pylist()}
