@@ -126,9 +126,11 @@ class StudySpec:
     def settings(self) -> dict[str, Any]:
         """What the study is, as plain JSON values: every field but the runtime ones."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in RUNTIME_FIELDS}
-        params = all_params()
-        values["search"] = {name: params[name].recorded_search(search)
-                            for name, search in sorted(self.search.items())}
+        # Every searched setting as the study draws it, its default included: a study grown after a default
+        # changed is refused like any changed setting (its journal's distributions would not take the new draws).
+        searched = {p.name: p for method in self.methods for p in method_class(method).params}
+        values["search"] = {name: param.recorded_search(self.searched(param))
+                            for name, param in sorted(searched.items())}
         values["chain"] = dict(sorted(self.trial_chain().items()))
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 

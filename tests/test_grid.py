@@ -72,7 +72,8 @@ def test_a_study_records_its_search_as_json_and_an_unchanged_spec_matches_itself
     spec = load_spec(spec_file, {})
     assert spec.settings()["search"] == {"alpha": {"low": 0.05, "high": 1.0, "step": 0.05}, "drop": [0, 1],
                                          "temperature": {"choices": [1.0, 2.0, 5.0]},
-                                         "weighting": ["mean", "learned"]}  # as a list, as before
+                                         "weighting": ["mean", "learned"],  # as a list, as before
+                                         "space": ["prob", "logit"]}  # a default is recorded too
     write_settings(spec)
     assert check_settings(load_spec(spec_file, {})) is None  # read again: the same study
     spec_file.write_text(spec_file.read_text().replace("step = 0.05", "step = 0.19"))

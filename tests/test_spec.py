@@ -44,7 +44,8 @@ def test_legacy_range_keys_are_search_ranges(tmp_path: Path) -> None:
     spec = load_spec(spec_file, {})
     # continuous, each on its setting's own scale (T's is a log scale), and recorded as [low, high] as before
     assert spec.search == {"temperature": Search(2.0, 8.0, log=True), "alpha": Search(0.5, 1.0)}
-    assert spec.settings()["search"] == {"alpha": [0.5, 1.0], "temperature": [2.0, 8.0]}
+    recorded = spec.settings()["search"]
+    assert recorded["alpha"] == [0.5, 1.0] and recorded["temperature"] == [2.0, 8.0]
 
 
 def test_settings_leave_out_where_and_how_a_study_runs() -> None:
