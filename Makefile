@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/driver_scale.py
 	$(BIN)/python bench/fidelity.py
 	$(BIN)/python bench/teacher_lookup.py
+	$(BIN)/python bench/study_cost.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
