@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -72,14 +72,16 @@ class HalvingRule:
 
 class ChainHalving(FIFOScheduler):
     """Tune's side of the rule: a halving trial reports at the end of each rung below the top (`RUNG`), and goes on
-    or stops there; its other reports (its final outcome) pass."""
+    or stops there; its other reports (its final outcome) pass. `in_full(config)`: a trial that goes on whatever
+    the rule says (its value still counts at the rung) — the study's warm starts, whose comparison the report
+    needs whole."""
 
-    def __init__(self, rule: HalvingRule, objective: str) -> None:
+    def __init__(self, rule: HalvingRule, objective: str, in_full: Callable[[dict[str, Any]], bool]) -> None:
         super().__init__()
-        self.rule, self.objective = rule, objective
+        self.rule, self.objective, self.in_full = rule, objective, in_full
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         if RUNG not in result or OUTCOME in result:
             return TrialScheduler.CONTINUE
         promoted = self.rule.promotes(trial.config["trial_id"], int(result[RUNG]), float(result[self.objective]))
-        return TrialScheduler.CONTINUE if promoted else TrialScheduler.STOP
+        return TrialScheduler.CONTINUE if promoted or self.in_full(trial.config) else TrialScheduler.STOP

@@ -25,7 +25,7 @@ from ray.tune.stopper import Stopper
 from analysis.load import empty_table, read_table
 from runstore import schema
 from runstore.storage import Location
-from study import cluster
+from study import cluster, space
 from study.faults import Faults
 from study.halving import ChainHalving, HalvingRule, rung_epochs
 from study.journal import Journal
@@ -190,13 +190,21 @@ def spec_rungs(spec: StudySpec) -> list[int]:
     return rung_epochs(spec.epochs, spec.halving_min, spec.halving_factor) if spec.scheduler == "halving" else []
 
 
+def warm_start_test(spec: StudySpec) -> Callable[[dict[str, Any]], bool]:
+    """Whether a trial's config is one of the study's warm starts (the seed paper's comparison and the nokd
+    control): halving trains them in full, as the report's method comparison and error avalanche need them."""
+    base = spec.base_config()
+    warm = {space.chain_config(base, point) for point in space.warm_start_points(spec)}
+    return lambda config: space.chain_config(base, config) in warm
+
+
 def _scheduler(spec: StudySpec, plan: Plan) -> TrialScheduler:
     if spec.scheduler == "halving":
         # The cutoffs go on from every rung value of earlier sessions: those of ended trials and of halted ones,
         # whose decision is taken again against them.
         rule = HalvingRule(spec_rungs(spec), spec.halving_factor, OBJECTIVES[spec.objectives[0]])
         rule.record_rows([*plan.rows, *plan.halted])
-        return ChainHalving(rule, spec.objectives[0])
+        return ChainHalving(rule, spec.objectives[0], in_full=warm_start_test(spec))
     if spec.scheduler == "asha":
         # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
         # reaches max_t must go on to its final report, which carries the chain's outcome: reaching max_t is no stop
