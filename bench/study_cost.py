@@ -20,9 +20,10 @@
    - naive: full fidelity; only the teacher is shared (today's continuous T and α: no TA hop ever repeats);
    - grid: full fidelity; every hop the study's store already holds is reused;
    - halving: successive halving as the study runs it (`HalvingRule`, asynchronous: decided when a chain
-     reaches a rung), each trial's hops its own (a promoted chain resumes its first hop below the teacher);
+     reaches a rung; the warm starts go on whatever it says), each trial's hops its own (a promoted chain resumes
+     its first hop below the teacher);
    - halving+grid: both; sync-halving+grid: synchronous successive halving instead (brackets of factor^k
-     trials drawn at once, the best 1/factor of each rung promoted when the whole rung is in);
+     trials drawn at once, the best 1/factor of each rung and the warm starts promoted when the whole rung is in);
    - patience, patience+grid: full fidelity, every hop ended by `patience` epochs without a better val acc.
 
    Spent = the FLOPs a replay trains, replaying a model store: a hop the store holds costs 0, a hop resumed from a
@@ -45,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import statistics
@@ -53,7 +55,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import optuna
 import torch
@@ -63,7 +65,7 @@ from study import space
 from study.halving import HalvingRule
 from study.reconcile import reconcile
 from study.results_folder import ResultsFolder
-from study.runner import _load_study, spec_rungs  # the study's sampler, as a session creates it
+from study.runner import _load_study, spec_rungs, warm_start_test  # _load_study: the study's sampler
 from study.search import StudySearch
 from study.spec import StudySpec, load_spec
 from study.trainable import FINISHED, OUTCOME, RUNG, fidelities
@@ -380,77 +382,80 @@ def study_search(spec: StudySpec, replay_index: int, results: ResultsFolder) -> 
     return StudySearch(seeded, study, plan.ledger, plan.resume)
 
 
+@dataclass(frozen=True)
+class Trial:
+    tune_id: str  # the searcher's
+    trial_id: str  # the study's
+    config: str
+    in_full: bool  # a warm start: halving trains it in full whatever the rule says (`ChainHalving.in_full`)
+
+
 def replay(spec: StudySpec, table: Table, seeds: int, trials: int, policy: Policy, index: int,
            patience: int, results: ResultsFolder) -> Replay:
     top = Fidelity(spec.epochs, patience if policy.patience else 0)
     rungs = [Fidelity(r) for r in spec_rungs(spec)[:-1]] if policy.halving != "none" else []
     run = Replay(table, index % seeds, [*rungs, top], policy)
-    searcher = study_search(spec, index, results)
+    searcher, in_full = study_search(spec, index, results), warm_start_test(spec)
     if policy.halving == "sync":
-        _sync_halving(searcher, run, trials, spec.halving_factor)
+        _sync_halving(searcher, in_full, run, trials, spec.halving_factor)
     else:
         rule = HalvingRule([f.epochs for f in run.fidelities], spec.halving_factor)
         for number in range(trials):
-            if not _async_trial(searcher, run, rule, f"t{number}"):
+            trial = _suggest(searcher, in_full, run, f"t{number}")
+            if trial is None:
                 break
+            _async_trial(searcher, run, rule, trial)
     return run
 
 
-def _suggest(searcher: StudySearch, run: Replay, tune_id: str) -> tuple[str, str] | None:
-    """A new trial: its study trial id and configuration; None when the space has no new one."""
+def _suggest(searcher: StudySearch, in_full: Callable[[dict[str, Any]], bool], run: Replay,
+             tune_id: str) -> Trial | None:
+    """A new trial; None when the space has no new configuration."""
     config = searcher.suggest(tune_id)
     if not isinstance(config, dict):
         return None
-    key = config_key(config)
-    run.start(key)
-    return config["trial_id"], key
+    trial = Trial(tune_id, config["trial_id"], config_key(config), in_full(config))
+    run.start(trial.config)
+    return trial
 
 
-def _async_trial(searcher: StudySearch, run: Replay, rule: HalvingRule, tune_id: str) -> bool:
-    """One trial, rung by rung, as `chain_trainable` and `ChainHalving` run it; False when none is left."""
-    suggested = _suggest(searcher, run, tune_id)
-    if suggested is None:
-        return False
-    trial_id, key = suggested
+def _async_trial(searcher: StudySearch, run: Replay, rule: HalvingRule, trial: Trial) -> None:
+    """One trial, rung by rung, as `chain_trainable` and `ChainHalving` run it."""
     for fidelity in run.fidelities[:-1]:
-        value = run.train(trial_id, key, fidelity)
-        if not rule.promotes(trial_id, fidelity.epochs, value):
-            searcher.on_trial_complete(tune_id, {METRIC: value, RUNG: fidelity.epochs})
-            return True
-    _finish(searcher, run, tune_id, trial_id, key)
-    return True
+        value = run.train(trial.trial_id, trial.config, fidelity)
+        if not (rule.promotes(trial.trial_id, fidelity.epochs, value) or trial.in_full):
+            searcher.on_trial_complete(trial.tune_id, {METRIC: value, RUNG: fidelity.epochs})
+            return
+    _finish(searcher, run, trial)
 
 
-def _finish(searcher: StudySearch, run: Replay, tune_id: str, trial_id: str, key: str) -> None:
-    value = run.train(trial_id, key, run.fidelities[-1])
-    run.finished[key] = value
-    searcher.on_trial_complete(tune_id, {METRIC: value, OUTCOME: FINISHED})
+def _finish(searcher: StudySearch, run: Replay, trial: Trial) -> None:
+    value = run.train(trial.trial_id, trial.config, run.fidelities[-1])
+    run.finished[trial.config] = value
+    searcher.on_trial_complete(trial.tune_id, {METRIC: value, OUTCOME: FINISHED})
 
 
-def _sync_halving(searcher: StudySearch, run: Replay, trials: int, factor: int) -> None:
+def _sync_halving(searcher: StudySearch, in_full: Callable[[dict[str, Any]], bool], run: Replay, trials: int,
+                  factor: int) -> None:
     """Synchronous successive halving: brackets of factor^(rungs − 1) trials drawn at once; at each rung the whole
-    bracket trains, then the best 1/factor (at least one) go on and the others stop."""
+    bracket trains, then the best 1/factor (at least one) and the warm starts go on, the others stop."""
     bracket = factor ** (len(run.fidelities) - 1)
     started = 0
     while started < trials:
-        live: list[tuple[str, str, str]] = []  # tune id, trial id, config
-        for number in range(started, min(started + bracket, trials)):
-            suggested = _suggest(searcher, run, f"t{number}")
-            if suggested is None:
-                break
-            live.append((f"t{number}", *suggested))
+        drawn = (_suggest(searcher, in_full, run, f"t{n}") for n in range(started, min(started + bracket, trials)))
+        live = list(itertools.takewhile(lambda trial: trial is not None, drawn))
         if not live:
             return
         started += len(live)
         for fidelity in run.fidelities[:-1]:
-            values = [run.train(trial_id, key, fidelity) for _, trial_id, key in live]
-            order = sorted(range(len(live)), key=lambda i: -values[i])
-            keep = max(1, len(live) // factor)
-            for i in order[keep:]:
-                searcher.on_trial_complete(live[i][0], {METRIC: values[i], RUNG: fidelity.epochs})
-            live = [live[i] for i in sorted(order[:keep])]
-        for tune_id, trial_id, key in live:
-            _finish(searcher, run, tune_id, trial_id, key)
+            values = {t.trial_id: run.train(t.trial_id, t.config, fidelity) for t in live}
+            best = set(sorted(values, key=lambda trial_id: -values[trial_id])[:max(1, len(live) // factor)])
+            for trial in live:
+                if trial.trial_id not in best and not trial.in_full:
+                    searcher.on_trial_complete(trial.tune_id, {METRIC: values[trial.trial_id], RUNG: fidelity.epochs})
+            live = [trial for trial in live if trial.trial_id in best or trial.in_full]
+        for trial in live:
+            _finish(searcher, run, trial)
 
 
 # --- what the replays found -----------------------------------------------------------------------------------
@@ -484,6 +489,7 @@ class Summary:
     spent_over_naive: float
     selected_test: float  # mean over replays of the selected configuration's mean test accuracy
     finished: float  # mean trials trained to full fidelity
+    naive_flops: float  # mean over replays
 
 
 def summarise(policy: Policy, runs: list[Replay], truth: Space) -> Summary:
@@ -491,7 +497,7 @@ def summarise(policy: Policy, runs: list[Replay], truth: Space) -> Summary:
     return Summary(policy.name, statistics.fmean(truth.near_best(c) for c in selected),
                    statistics.fmean(run.spent / run.naive for run in runs),
                    statistics.fmean(truth.quality[c] for c in selected),
-                   statistics.fmean(len(run.finished) for run in runs))
+                   statistics.fmean(len(run.finished) for run in runs), statistics.fmean(run.naive for run in runs))
 
 
 def recommend(summaries: list[Summary]) -> tuple[Summary, bool]:
@@ -554,6 +560,19 @@ def print_policies(summaries: list[Summary]) -> None:
         print(f"{s.policy:<18} {s.p:5.2f} {s.spent_over_naive:11.3f} {s.selected_test:13.4f} {s.finished:8.1f}")
 
 
+def print_warm_starts(table: Table, spec: StudySpec, params: list[dict[str, Any]], summaries: list[Summary]
+                      ) -> None:
+    """What the warm starts, which halving trains in full, weigh in a replay: a floor under halving's spent/naive
+    that shrinks as a study's trials grow."""
+    in_full = warm_start_test(spec)
+    warm = [config_key(config) for config in params if in_full(config)]
+    seeds = range(len(table.seconds))
+    flops = statistics.fmean(sum(table.get(seed, Fidelity(spec.epochs), c).scratch_flops for c in warm)
+                             for seed in seeds)
+    print(f"warm starts: the {len(warm)} chains halving trains in full are {flops / summaries[0].naive_flops:.2f} "
+          f"of a replay's naive FLOPs")
+
+
 def print_patience(table: Table, spec: StudySpec, configs: list[str], patience: int) -> None:
     seeds = len(table.seconds)
     change = statistics.fmean(
@@ -592,6 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         summaries = [summarise(policy, [replay(spec, table, args.seeds, trials, policy, index, patience, results)
                                         for index in range(args.replays)], truth) for policy in POLICIES]
     print_policies(summaries)
+    print_warm_starts(table, spec, params, summaries)
     print_patience(table, spec, configs, patience)
     print_recommendation(summaries, args.replays)
 
