@@ -84,6 +84,9 @@ epochs = 2
 trials = 1
 max_concurrent = 1
 max_failures = 0
+scheduler = "halving"
+halving_min = 0.5
+halving_factor = 2
 
 [chain]
 width = 0.25
@@ -105,10 +108,10 @@ def test_kdstudy_run_prints_its_plan_before_and_its_cost_against_naive_after(
     plans = [line for line in out if line.startswith("plan: ")]
     costs = [line for line in out if line.startswith("cost: ")]
     assert len(plans) == 1 and plans[0].startswith("plan: 1 trial × 2 hops; naive 4 hop-epochs (")
-    assert plans[0].endswith(" with every chain in full and the teacher trained once (before TA hops shared on a "
-                             "grid)")
+    assert plans[0].endswith(" with halving at 1, 2 epochs and the teacher trained once (before TA hops shared on "
+                             "a grid)")
     assert out.index(plans[0]) < out.index(costs[0])
     run = load_run(tmp_path / "runs" / "costs")
     expected = against_naive(run.trials, read_table(run.location / "results", "trained"))
     assert expected is not None and costs == [f"cost: {expected.line()}"]
-    assert costs[0].startswith("cost: spent ") and " FLOPs (1.00× naive " in costs[0]  # one chain, nothing shared
+    assert run.trials["rung_accs"].map(len).tolist() == [2]  # alone at its rung, so promoted: both rungs trained
