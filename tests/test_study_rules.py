@@ -15,7 +15,7 @@ from cli import run_cmd
 from cli.main import main
 from runstore.storage import locate
 from study.faults import Faults
-from study.hop_store import RunHopStore
+from study.hop_store import RESUME_SUFFIX, RunHopStore
 from study.runner import run_study
 from study.spec import load_spec
 from tests.journals import run_journal
@@ -46,9 +46,10 @@ def _spec(tmp_path: Path, extra: str = "", lr: float = 0.05, batch: int = 128) -
 
 
 def test_a_diverging_trial_fails_alone_and_trains_nothing_below(ray_cluster: str, tmp_path: Path) -> None:
-    # T = 20 and α = 1 at lr 0.5 blow up the KD student (its logit gradients are T times larger) for every seed
-    # tried; nokd, from labels at the same lr, trains.
-    spec = load_spec(_spec(tmp_path, "trials = 2\ntemperature_range = [20, 20]\nalpha_range = [1, 1]\n",
+    # T = 20 and α = 1 at lr 0.5 blow up the KD student (its logit gradients are T times larger) for seeds 1, 2, 4
+    # and 5; nokd, from labels at the same lr, trains. At seeds 0 and 3 the teacher learns nothing at that lr, and
+    # a student taught a uniform distribution does not blow up.
+    spec = load_spec(_spec(tmp_path, "trials = 2\nseed = 1\ntemperature_range = [20, 20]\nalpha_range = [1, 1]\n",
                            lr=0.5, batch=32), {"storage": str(tmp_path), "name": "diverging", "epochs": 2})
     outcome = run_study(spec)
     assert run_cmd.finish(outcome, spec, report=False) == 0  # the other trial finished: the study goes on
@@ -60,7 +61,7 @@ def test_a_diverging_trial_fails_alone_and_trains_nothing_below(ray_cluster: str
     assert kd["error"].startswith("diverged: hop 1 (student plain2), epoch 1: training loss ")
     hops = [h for h in pq.read_table(run / "results" / "hops").to_pylist() if h["trial_id"] == kd["trial_id"]]
     assert [h["role"] for h in hops] == ["teacher"]  # no lower hop was trained
-    stored = {p.stem for p in (run / "models").glob("*.pt")}
+    stored = {p.stem for p in (run / "models").glob("*.pt") if not p.name.endswith(RESUME_SUFFIX)}
     assert len(stored) == 2  # the teacher and nokd's student; nothing diverged was stored
     states = {t.user_attrs["trial_id"]: t.state for t in run_journal(run).trials}
     assert states[kd["trial_id"]] == optuna.trial.TrialState.FAIL  # TPE learns the region is bad
