@@ -4,18 +4,20 @@ A trial trains its chain at the lowest rung, reports, and goes on to the next ru
 the best 1/factor of the chains that reached that rung so far (asynchronous successive halving, as ASHA decides:
 at arrival, against what the rung has seen; a decision is never revisited). A chain promoted from e₁ to e₂ epochs
 resumes the first hop below the teacher from its e₁-epoch state (its teachers did not change) and retrains the
-hops below it; the teacher is trained in full, once, and shared by every chain through the hop store.
+hops below it; the teacher is trained in full, once, and shared by every chain through the hop store. The study's
+warm starts skip the rungs (`study.runner.warm_starts`): the report needs them whole.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from study.spec import StudySpec
 from study.trainable import OUTCOME, RUNG
 
 
@@ -29,6 +31,11 @@ def rung_epochs(epochs: int, min_share: float, factor: int) -> list[int]:
             rungs.append(max(1, rung))
         k += 1
     return [*rungs, epochs]
+
+
+def study_rungs(spec: StudySpec) -> list[int]:
+    """A study's rungs (epochs per hop below the teacher, lowest first); empty unless it halves."""
+    return rung_epochs(spec.epochs, spec.halving_min, spec.halving_factor) if spec.scheduler == "halving" else []
 
 
 def reaching_share(rungs: list[int], factor: int) -> list[float]:
@@ -72,16 +79,14 @@ class HalvingRule:
 
 class ChainHalving(FIFOScheduler):
     """Tune's side of the rule: a halving trial reports at the end of each rung below the top (`RUNG`), and goes on
-    or stops there; its other reports (its final outcome) pass. `in_full(config)`: a trial that goes on whatever
-    the rule says (its value still counts at the rung) — the study's warm starts, whose comparison the report
-    needs whole."""
+    or stops there; its other reports (its final outcome) pass."""
 
-    def __init__(self, rule: HalvingRule, objective: str, in_full: Callable[[dict[str, Any]], bool]) -> None:
+    def __init__(self, rule: HalvingRule, objective: str) -> None:
         super().__init__()
-        self.rule, self.objective, self.in_full = rule, objective, in_full
+        self.rule, self.objective = rule, objective
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         if RUNG not in result or OUTCOME in result:
             return TrialScheduler.CONTINUE
         promoted = self.rule.promotes(trial.config["trial_id"], int(result[RUNG]), float(result[self.objective]))
-        return TrialScheduler.CONTINUE if promoted or self.in_full(trial.config) else TrialScheduler.STOP
+        return TrialScheduler.CONTINUE if promoted else TrialScheduler.STOP

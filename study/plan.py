@@ -7,12 +7,12 @@ key changes from one rung to the next, and resumes (only the epochs it lacks) wh
 teachers did not change and the lr is constant); the teacher, the same hop in every chain, is trained once per
 study, or not at all when the run's store holds it. Each hop's FLOPs are `trainables.plan.planned_hops`'.
 
-The warm starts (`study.space.warm_start_points`), drawn first, are planned as they are, through every rung; the
-other trials are expected over the space as the sampler's prior sees it: its methods uniformly, a TA method's TA
-subsets uniformly, and a categorical setting's searched choices uniformly; numbers at their defaults (T and α do
-not change what a hop costs). Under halving such a trial reaches rung k with the share successive halving plans
-(1/factorᵏ). Not predicted: TA hops that repeat across trials on a grid (the store shares them), ASHA's stops,
-patience.
+The warm starts (`study.space.warm_start_points`), drawn first, are planned as they are, in full (halving trains
+them so, without rungs); the other trials are expected over the space as the sampler's prior sees it: its methods
+uniformly, a TA method's TA subsets uniformly, and a categorical setting's searched choices uniformly; numbers at
+their defaults (T and α do not change what a hop costs). Under halving such a trial reaches rung k with the share
+successive halving plans (1/factorᵏ). Not predicted: TA hops that repeat across trials on a grid (the store shares
+them), ASHA's stops, patience.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from runstore.storage import Location, exists
-from study.halving import reaching_share
+from study.halving import reaching_share, study_rungs
 from study.space import TA_PARAM, chain_config, size, ta_subsets, warm_start_points
 from study.spec import StudySpec
 from study.trainable import fidelities
@@ -90,23 +90,21 @@ def plan_study(spec: StudySpec, ended: int = 0, stored: StoredKeys | None = None
     """The plan of the trials `spec` still asks for once `ended` configurations have their outcome (no more than
     the space holds). `stored`: the run's store by default (`<run>/models/<key>.pt`).
 
-    The warm starts come first (the searcher draws them before any other) and halving takes each through every
-    rung; the other trials are expected over the space."""
-    from study.runner import spec_rungs  # the runner prints the plan: imported where it is needed
-
+    The warm starts come first (the searcher draws them before any other), each in full; the other trials are
+    expected over the space."""
     stored = stored if stored is not None else stored_in(spec.run)
     trials = max(0, int(min(spec.trials, size(spec))) - ended)
-    rungs = spec_rungs(spec)
+    rungs = study_rungs(spec)
     shares = reaching_share(rungs, spec.halving_factor) if rungs else [1.0]
     warm = [chain_config(spec.base_config(), point) for point in warm_start_points(spec)][ended:][:trials]
     drawn = trials - len(warm)
-    draws = [(1.0, cfg, [1.0] * len(shares)) for cfg in warm] + \
-        [(drawn * weight, cfg, shares) for weight, cfg in (space_chains(spec) if drawn else [])]
+    draws = [(1.0, cfg, (), [1.0]) for cfg in warm] + \
+        [(drawn * weight, cfg, tuple(rungs), shares) for weight, cfg in (space_chains(spec) if drawn else [])]
     device = _trial_device(spec)
     hops, naive, planned = 0.0, NOTHING, NOTHING
     teachers: dict[str, Cost] = {}
-    for count, cfg, reaching in draws:
-        chains = [(plan_chain(c, device), planned_hops(c)) for _, c in fidelities(cfg, tuple(rungs))]
+    for count, cfg, cfg_rungs, reaching in draws:
+        chains = [(plan_chain(c, device), planned_hops(c)) for _, c in fidelities(cfg, cfg_rungs)]
         full_plans, full_hops = chains[-1]
         hops += count * len(full_hops)
         naive += _cost(full_hops) * count

@@ -27,7 +27,7 @@ from runstore import schema
 from runstore.storage import Location
 from study import cluster, space
 from study.faults import Faults
-from study.halving import ChainHalving, HalvingRule, rung_epochs
+from study.halving import ChainHalving, HalvingRule, study_rungs
 from study.journal import Journal
 from study.plan import plan_study
 from study.reconcile import GIVE_UP_AFTER, Failed, Plan, reconcile
@@ -36,6 +36,7 @@ from study.results_folder import ResultsFolder
 from study.search import StudySearch
 from study.spec import OBJECTIVES, StudySpec
 from study.trainable import RUNG, TrialContext, chain_trainable
+from trainables import ChainConfig
 
 Trainable = Callable[..., None]
 # Tune's console output and per-trial logs are replaced by the study's own lines and Parquet rows; the study
@@ -121,10 +122,11 @@ def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, storage
     faults = Faults.from_env()
     with Interruption() as interruption:
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync, storage=storage)
-        asha, rungs = spec.scheduler == "asha", spec_rungs(spec)
+        asha, rungs = spec.scheduler == "asha", study_rungs(spec)
         clock = ["student_epoch"] if asha else [RUNG] if rungs else []
         context = TrialContext(spec.base_config(), spec.run.uri, faults, metrics=(*spec.objectives, *clock),
-                               epoch_reports=asha, rungs=tuple(rungs))
+                               epoch_reports=asha, rungs=tuple(rungs),
+                               in_full=warm_starts(spec) if rungs else frozenset())
         recorder = TrialRecorder(context.base, results, spec.trials, plan.ended, interruption.is_set)
         _print_start(spec, plan)
         tuner = _tuner(spec, trainable, context, searcher, [recorder, *callbacks], interruption,
@@ -185,26 +187,20 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.config.get("trial_id", trial.trial_id))
 
 
-def spec_rungs(spec: StudySpec) -> list[int]:
-    """The study's rungs (epochs per hop below the teacher, lowest first); empty unless it halves."""
-    return rung_epochs(spec.epochs, spec.halving_min, spec.halving_factor) if spec.scheduler == "halving" else []
-
-
-def warm_start_test(spec: StudySpec) -> Callable[[dict[str, Any]], bool]:
-    """Whether a trial's config is one of the study's warm starts (the seed paper's comparison and the nokd
-    control): halving trains them in full, as the report's method comparison and error avalanche need them."""
+def warm_starts(spec: StudySpec) -> frozenset[ChainConfig]:
+    """The study's warm starts (the seed paper's comparison and the nokd control) as chains: halving trains them
+    in full, as the report's method comparison and error avalanche need them whole."""
     base = spec.base_config()
-    warm = {space.chain_config(base, point) for point in space.warm_start_points(spec)}
-    return lambda config: space.chain_config(base, config) in warm
+    return frozenset(space.chain_config(base, point) for point in space.warm_start_points(spec))
 
 
 def _scheduler(spec: StudySpec, plan: Plan) -> TrialScheduler:
     if spec.scheduler == "halving":
         # The cutoffs go on from every rung value of earlier sessions: those of ended trials and of halted ones,
         # whose decision is taken again against them.
-        rule = HalvingRule(spec_rungs(spec), spec.halving_factor, OBJECTIVES[spec.objectives[0]])
+        rule = HalvingRule(study_rungs(spec), spec.halving_factor, OBJECTIVES[spec.objectives[0]])
         rule.record_rows([*plan.rows, *plan.halted])
-        return ChainHalving(rule, spec.objectives[0], in_full=warm_start_test(spec))
+        return ChainHalving(rule, spec.objectives[0])
     if spec.scheduler == "asha":
         # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
         # reaches max_t must go on to its final report, which carries the chain's outcome: reaching max_t is no stop

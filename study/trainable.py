@@ -46,8 +46,9 @@ class TrialContext:
     metrics: tuple[str, ...] = ("student_val_acc",)
     epoch_reports: bool = False
     # Successive halving's rungs, epochs per hop below the teacher, lowest first; the last one is the chain's
-    # epochs. Empty: every trial trains its chain once, in full.
+    # epochs. Empty: every trial trains its chain once, in full; so do the chains in `in_full` (the warm starts).
     rungs: tuple[int, ...] = ()
+    in_full: frozenset[ChainConfig] = frozenset()
 
     def results(self) -> ResultsFolder:
         return ResultsFolder(locate(self.run_uri) / "results")
@@ -68,7 +69,8 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     cfg = chain_config(context.base, config)
     results, store = context.results(), context.hop_store(trial_id)
     reporter = TrialReporter(cfg, trial_id, results, context)
-    rungs = fidelities(cfg, context.rungs)
+    halving = context.rungs if cfg not in context.in_full else ()
+    rungs = fidelities(cfg, halving)
     accuracies: list[float] = []
     for rung, rung_cfg in rungs:
         try:
@@ -87,8 +89,10 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
             raise
         accuracies.append(result.student.val_acc)
         top = rung == cfg.epochs
-        rung_columns = {RUNG: rung, "rung_accs": accuracies if context.rungs else None,
-                        "naive_flops": result.train_flops if top else planned_flops(cfg)}
+        # Naive is the configuration trained in one go: a resumed hop's train_flops also counts its teachers'
+        # outputs computed again.
+        rung_columns = {RUNG: rung, "rung_accs": accuracies if halving else None,
+                        "naive_flops": planned_flops(cfg) if halving else result.train_flops}
         results.write_finished(trial_id, cfg, result, rung_columns, stopped=not top)
         context.faults.point("results-written" if top else f"rung-{rung}-written")
         if not top:  # the scheduler decides here whether the chain goes on to the next rung

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import optuna
 import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
-from ray.tune.schedulers import TrialScheduler
 
 from runstore import schema
 from runstore.storage import locate
-from study import space
-from study.halving import ChainHalving, HalvingRule, rung_epochs
+from study.halving import HalvingRule, rung_epochs
 from study.reconcile import reconcile
 from study.results_folder import ResultsFolder
-from study.runner import run_study, warm_start_test
+from study.runner import run_study, warm_starts
 from study.space import chain_config, params_of
 from study.spec import StudySpec, load_spec
-from study.trainable import FINISHED, OUTCOME, RUNG
 from tests.journals import run_journal
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -96,43 +92,28 @@ def test_a_halving_study_stops_and_promotes_by_the_rule_and_resumes_promoted_hop
     # One trial at a time: the journal's order is the order in which trials reached each rung, so the rule
     # replayed over the rows' rung accuracies must take the decisions the rows show.
     journal = [t for t in run_journal(run).trials if "trial_id" in t.user_attrs]
-    replay, in_full = HalvingRule([1, 2, 4], factor=2), warm_start_test(spec)
+    replay, in_full = HalvingRule([1, 2, 4], factor=2), warm_starts(spec)
     for trial in sorted(journal, key=lambda t: t.number):
         row = rows[trial.user_attrs["trial_id"]]
         accs = row["rung_accs"]
-        decisions = [replay.promotes(row["trial_id"], rung, acc) for rung, acc in zip([1, 2, 4], accs)]
-        if in_full(trial.params):  # the warm start goes on whatever the rule says, and counts at each rung
-            assert len(accs) == 3
+        if chain_config(spec.base_config(), trial.params) in in_full:  # a warm start: no rungs, trained in full
+            assert row["status"] == "TERMINATED" and accs is None and row["rung_epochs"] == 4
             continue
+        decisions = [replay.promotes(row["trial_id"], rung, acc) for rung, acc in zip([1, 2, 4], accs)]
         assert decisions[:-1] == [True] * (len(accs) - 1) and not decisions[-1]
         assert row["rung_epochs"] == [1, 2, 4][len(accs) - 1] and row["student_val_acc"] == accs[-1]
         finished = row["rung_epochs"] == 4
         assert row["status"] == ("TERMINATED" if finished else "STOPPED")
         assert trial.state == (TrialState.COMPLETE if finished else TrialState.PRUNED)
-        assert row["naive_flops"] >= row["train_flops"] if not finished else row["naive_flops"] == row["train_flops"]
+        # naive: the configuration in one go; a promoted chain's resumed TA computed its teacher's outputs again
+        assert 0.9 * row["train_flops"] <= row["naive_flops"] <= row["train_flops"] if finished else \
+            row["naive_flops"] > row["train_flops"]
     assert {r["status"] for r in rows.values()} == {"TERMINATED", "STOPPED"}
     # A promoted chain resumed its TA (its teacher did not change) and retrained its student (its TA did).
     hops = pq.read_table(run / "results" / "hops").to_pylist()
     for trial_id, row in rows.items():
-        if row["rung_epochs"] > 1:
+        if row["rung_accs"] and row["rung_epochs"] > 1:
             ta, student = sorted((h for h in hops if h["trial_id"] == trial_id and h["index"] > 0),
                                  key=lambda h: h["index"])
             assert ta["resumed_from"] > 0 or ta["reused"]
             assert student["resumed_from"] == 0
-
-
-def test_the_warm_starts_go_on_whatever_the_rule_says_and_count_at_their_rung() -> None:
-    spec = StudySpec(scheduler="halving", epochs=8)
-    warm = space.warm_start_points(spec)[0]  # TAKD over the full candidate chain
-    drawn = {**warm, "temperature": 2.0}
-    rule = HalvingRule([1, 2, 8], factor=4)
-    rule.record("best", 1, 0.9)
-    scheduler = ChainHalving(rule, "student_val_acc", in_full=warm_start_test(spec))
-    decide = lambda params, trial_id: scheduler.on_trial_result(  # noqa: E731
-        None, SimpleNamespace(config={**params, "trial_id": trial_id}), {"student_val_acc": 0.1, RUNG: 1})
-    assert decide(drawn, "drawn") == TrialScheduler.STOP
-    assert decide(warm, "warm") == TrialScheduler.CONTINUE
-    assert rule.seen[1] == {"best": 0.9, "drawn": 0.1, "warm": 0.1}
-    final = {"student_val_acc": 0.1, RUNG: 1, OUTCOME: FINISHED}  # an outcome is never stopped
-    assert scheduler.on_trial_result(None, SimpleNamespace(config={**drawn, "trial_id": "d"}), final) == \
-        TrialScheduler.CONTINUE
