@@ -20,10 +20,10 @@
    - naive: full fidelity; only the teacher is shared (today's continuous T and α: no TA hop ever repeats);
    - grid: full fidelity; every hop the study's store already holds is reused;
    - halving: successive halving as the study runs it (`HalvingRule`, asynchronous: decided when a chain
-     reaches a rung; the warm starts go on whatever it says), each trial's hops its own (a promoted chain resumes
-     its first hop below the teacher);
+     reaches a rung; the warm starts in full, without rungs), each trial's hops its own (a promoted chain
+     resumes its first hop below the teacher);
    - halving+grid: both; sync-halving+grid: synchronous successive halving instead (brackets of factor^k
-     trials drawn at once, the best 1/factor of each rung and the warm starts promoted when the whole rung is in);
+     trials drawn at once, the best 1/factor of each rung promoted when the whole rung is in);
    - patience, patience+grid: full fidelity, every hop ended by `patience` epochs without a better val acc.
 
    Spent = the FLOPs a replay trains, replaying a model store: a hop the store holds costs 0, a hop resumed from a
@@ -62,10 +62,10 @@ import torch
 
 from runstore.storage import locate
 from study import space
-from study.halving import HalvingRule
+from study.halving import HalvingRule, study_rungs
 from study.reconcile import reconcile
 from study.results_folder import ResultsFolder
-from study.runner import _load_study, spec_rungs, warm_start_test  # _load_study: the study's sampler
+from study.runner import _load_study, warm_starts  # _load_study: the study's sampler, as a session creates it
 from study.search import StudySearch
 from study.spec import StudySpec, load_spec
 from study.trainable import FINISHED, OUTCOME, RUNG, fidelities
@@ -227,7 +227,7 @@ def fidelity_chains(spec: StudySpec, params: dict[str, Any], seed: int, patience
     """A configuration's chains on `seed`, as the table trains them: rung by rung as the trainable promotes a chain,
     then at full fidelity with patience."""
     cfg = space.chain_config(spec.base_config(), params).replace(seed=seed)
-    for rung, rung_cfg in fidelities(cfg, tuple(spec_rungs(spec))):
+    for rung, rung_cfg in fidelities(cfg, tuple(study_rungs(spec))):
         yield Fidelity(rung), rung_cfg
     yield Fidelity(cfg.epochs, patience), cfg.replace(patience=patience)
 
@@ -373,6 +373,12 @@ class Replay:
         self.naive += self.table.get(self.seed, Fidelity(self.fidelities[-1].epochs), config).scratch_flops
 
 
+def warm_start_test(spec: StudySpec) -> Callable[[dict[str, Any]], bool]:
+    """Whether a suggestion is one of the study's warm starts, which halving trains in full, without rungs."""
+    base, warm = spec.base_config(), warm_starts(spec)
+    return lambda config: space.chain_config(base, config) in warm
+
+
 def study_search(spec: StudySpec, replay_index: int, results: ResultsFolder) -> StudySearch:
     """A fresh searcher, as a study's first session builds it: the study's sampler (seeded by the replay), the
     journal reconciled with no results (the warm starts enqueued)."""
@@ -387,13 +393,13 @@ class Trial:
     tune_id: str  # the searcher's
     trial_id: str  # the study's
     config: str
-    in_full: bool  # a warm start: halving trains it in full whatever the rule says (`ChainHalving.in_full`)
+    in_full: bool  # a warm start: halving trains it in full, without rungs (`TrialContext.in_full`)
 
 
 def replay(spec: StudySpec, table: Table, seeds: int, trials: int, policy: Policy, index: int,
            patience: int, results: ResultsFolder) -> Replay:
     top = Fidelity(spec.epochs, patience if policy.patience else 0)
-    rungs = [Fidelity(r) for r in spec_rungs(spec)[:-1]] if policy.halving != "none" else []
+    rungs = [Fidelity(r) for r in study_rungs(spec)[:-1]] if policy.halving != "none" else []
     run = Replay(table, index % seeds, [*rungs, top], policy)
     searcher, in_full = study_search(spec, index, results), warm_start_test(spec)
     if policy.halving == "sync":
@@ -420,10 +426,11 @@ def _suggest(searcher: StudySearch, in_full: Callable[[dict[str, Any]], bool], r
 
 
 def _async_trial(searcher: StudySearch, run: Replay, rule: HalvingRule, trial: Trial) -> None:
-    """One trial, rung by rung, as `chain_trainable` and `ChainHalving` run it."""
-    for fidelity in run.fidelities[:-1]:
+    """One trial, rung by rung, as `chain_trainable` and `ChainHalving` run it (a warm start in full at once)."""
+    rungs = [] if trial.in_full else run.fidelities[:-1]
+    for fidelity in rungs:
         value = run.train(trial.trial_id, trial.config, fidelity)
-        if not (rule.promotes(trial.trial_id, fidelity.epochs, value) or trial.in_full):
+        if not rule.promotes(trial.trial_id, fidelity.epochs, value):
             searcher.on_trial_complete(trial.tune_id, {METRIC: value, RUNG: fidelity.epochs})
             return
     _finish(searcher, run, trial)
@@ -438,7 +445,7 @@ def _finish(searcher: StudySearch, run: Replay, trial: Trial) -> None:
 def _sync_halving(searcher: StudySearch, in_full: Callable[[dict[str, Any]], bool], run: Replay, trials: int,
                   factor: int) -> None:
     """Synchronous successive halving: brackets of factor^(rungs − 1) trials drawn at once; at each rung the whole
-    bracket trains, then the best 1/factor (at least one) and the warm starts go on, the others stop."""
+    bracket trains, then the best 1/factor (at least one) go on and the others stop. Warm starts train in full."""
     bracket = factor ** (len(run.fidelities) - 1)
     started = 0
     while started < trials:
@@ -447,13 +454,16 @@ def _sync_halving(searcher: StudySearch, in_full: Callable[[dict[str, Any]], boo
         if not live:
             return
         started += len(live)
+        for trial in [t for t in live if t.in_full]:
+            _finish(searcher, run, trial)
+        live = [t for t in live if not t.in_full]
         for fidelity in run.fidelities[:-1]:
             values = {t.trial_id: run.train(t.trial_id, t.config, fidelity) for t in live}
             best = set(sorted(values, key=lambda trial_id: -values[trial_id])[:max(1, len(live) // factor)])
             for trial in live:
-                if trial.trial_id not in best and not trial.in_full:
+                if trial.trial_id not in best:
                     searcher.on_trial_complete(trial.tune_id, {METRIC: values[trial.trial_id], RUNG: fidelity.epochs})
-            live = [trial for trial in live if trial.trial_id in best or trial.in_full]
+            live = [trial for trial in live if trial.trial_id in best]
         for trial in live:
             _finish(searcher, run, trial)
 
@@ -537,7 +547,7 @@ def read_spec(text: str) -> StudySpec:
 
 
 def print_table(table: Table, spec: StudySpec, configs: list[str], patience: int, threads: int) -> None:
-    rungs = ", ".join(map(str, spec_rungs(spec)))
+    rungs = ", ".join(map(str, study_rungs(spec)))
     print(f"table: {len(configs)} configurations × {len(table.seconds)} seeds × fidelities {rungs} and "
           f"{spec.epochs} with patience {patience}: {sum(table.hop_epochs.values())} hop-epochs; building it took "
           f"{sum(table.cpu_seconds.values()):.0f} s of CPU on {threads} thread(s) "
