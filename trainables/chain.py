@@ -117,8 +117,10 @@ class ChainTrainer:
     def _train_and_count(self, plan: HopPlan, model: nn.Module, flops: int, resumed: ResumeState | None
                          ) -> HopRecord:
         """Trains the hop, from scratch or on from `resumed`, and leaves its best weights in `model`; its record
-        holds what training it from scratch cost, for every later reuse of its weights. At a constant lr the state
-        its training stopped in is stored, for a longer training of the hop to resume. A resumed state that patience
+        holds what training it from scratch cost, for every later reuse of its weights. At a constant lr, a hop
+        trained for fewer epochs than the chain's `epochs` (a rung of successive halving) also stores the state its
+        training stopped in, for a longer training of it to resume; a hop trained in full stores none (nothing
+        trains it longer, and a state is its weights and momentum again, on the run's storage). A resumed state that patience
         ended (or that has all the epochs) is the hop, finished: nothing is trained. A hop that diverges is
         remembered by the store, with what this training cost up to the blow-up."""
         if resumed is not None and resumed.finished(plan.epochs):
@@ -139,7 +141,7 @@ class ChainTrainer:
                             progress.best_epoch, progress.epochs_done, progress.stopped,
                             carried_counters + hop.counters, carried_seconds + time.perf_counter() - started,
                             hop.method.learned_weights())
-        if self.cfg.lr_schedule == "constant":
+        if self.cfg.lr_schedule == "constant" and plan.epochs < self.cfg.epochs:
             self.store.put_resume(plan.resume_key, state)
         model.load_state_dict(progress.best_weights)
         return self._record(plan, flops, state, resumed)
