@@ -34,8 +34,12 @@ def rung_epochs(epochs: int, min_share: float, factor: int) -> list[int]:
 
 
 def study_rungs(spec: StudySpec) -> list[int]:
-    """A study's rungs (epochs per hop below the teacher, lowest first); empty unless it halves."""
-    return rung_epochs(spec.epochs, spec.halving_min, spec.halving_factor) if spec.scheduler == "halving" else []
+    """A study's rungs (epochs per hop below the teacher, lowest first); empty unless it halves, or when it has no
+    rung below the top (one epoch per hop)."""
+    if spec.early_stopping != "halving":
+        return []
+    rungs = rung_epochs(spec.epochs, spec.halving_min, spec.halving_factor)
+    return rungs if len(rungs) > 1 else []
 
 
 def reaching_share(rungs: list[int], factor: int) -> list[float]:

@@ -112,7 +112,7 @@ def plan_study(spec: StudySpec, ended: int = 0, stored: StoredKeys | None = None
         teachers.update({p.key: Cost(h.epochs, h.flops) for p, h in zip(full_plans, full_hops) if _is_teacher(p)})
     unstored = [cost for key, cost in teachers.items() if not stored(key)]
     planned += sum(unstored, NOTHING)
-    return StudyPlan(trials, hops / trials if trials else 0.0, naive, planned, spec.scheduler, tuple(rungs),
+    return StudyPlan(trials, hops / trials if trials else 0.0, naive, planned, spec.early_stopping, tuple(rungs),
                      teacher_stored=not unstored if teachers else None)
 
 

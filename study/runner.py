@@ -122,7 +122,7 @@ def _session(spec: StudySpec, trainable: Trainable, study: optuna.Study, storage
     faults = Faults.from_env()
     with Interruption() as interruption:
         searcher = StudySearch(spec, study, plan.ledger, plan.resume, faults, on_tell=journal.sync, storage=storage)
-        asha, rungs = spec.scheduler == "asha", study_rungs(spec)
+        asha, rungs = spec.early_stopping == "asha", study_rungs(spec)
         clock = ["student_epoch"] if asha else [RUNG] if rungs else []
         context = TrialContext(spec.base_config(), spec.run.uri, faults, metrics=(*spec.objectives, *clock),
                                epoch_reports=asha, rungs=tuple(rungs),
@@ -195,13 +195,14 @@ def warm_starts(spec: StudySpec) -> frozenset[ChainConfig]:
 
 
 def _scheduler(spec: StudySpec, plan: Plan) -> TrialScheduler:
-    if spec.scheduler == "halving":
+    rungs = study_rungs(spec)
+    if rungs:
         # The cutoffs go on from every rung value of earlier sessions: those of ended trials and of halted ones,
         # whose decision is taken again against them.
-        rule = HalvingRule(study_rungs(spec), spec.halving_factor, OBJECTIVES[spec.objectives[0]])
+        rule = HalvingRule(rungs, spec.halving_factor, OBJECTIVES[spec.objectives[0]])
         rule.record_rows([*plan.rows, *plan.halted])
         return ChainHalving(rule, spec.objectives[0])
-    if spec.scheduler == "asha":
+    if spec.early_stopping == "asha":
         # The student's epochs are the clock: upper hops report student_epoch 0 and are never cut. A trial that
         # reaches max_t must go on to its final report, which carries the chain's outcome: reaching max_t is no stop
         # here, and the top rung only sees the final report (TrialReporter does not report the last epoch alone).

@@ -62,7 +62,7 @@ def test_confirms_runtime_flags_default_to_the_studys() -> None:
     (["chain", "--batch-size", "0"], "kdstudy chain: batch_size: expected a value in [1, 65536], got 0"),
     (["run", "--trials", "0"], "kdstudy run: trials: expected >= 1, got 0"),
     (["run", "--cpus-per-trial", "0"], "kdstudy run: cpus_per_trial: expected > 0, got 0.0"),
-    (["run", "--scheduler", "hyperband"], "kdstudy run: scheduler: expected one of none, asha, halving, got 'hyperband'"),
+    (["run", "--scheduler", "hyperband"], "kdstudy run: scheduler: expected one of auto, none, asha, halving, got 'hyperband'"),
     (["run", "--ta-candidates", "8,six"], "kdstudy run: ta_candidates: expected depths like 8,6,4 or plain8,plain6, "
                                           "got 'six'"),
 ])
