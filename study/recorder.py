@@ -90,7 +90,8 @@ class TrialRecorder(NodeDeaths):
         rung's rows before it reports); returns where it stopped, in words."""
         val = f"val {result.get('student_val_acc', 0):.4f}"
         if RUNG in result:
-            return f"{val} at {result[RUNG]} epochs per hop below the teacher"
+            epochs = int(result[RUNG])
+            return f"{val} at {epochs} epoch{'' if epochs == 1 else 's'} per hop below the teacher"
         summary = {"student_val_acc": result.get("student_val_acc"), "train_flops": result.get("train_flops")}
         self.results.write_trial(trial_id, cfg, schema.STOPPED, summary=summary)
         return f"{val} at student epoch {result.get('student_epoch', 0)}"
