@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.analysis_fixtures import ROOT
+from tests.drivers import Driver
 
 
 @pytest.fixture()
@@ -34,12 +33,10 @@ def two_nodes() -> Iterator[tuple[object, list]]:
         cluster.shutdown()
 
 
-def _driver(spec: Path, storage: Path, name: str, address: str, env: dict[str, str]) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "cli.main", "run", "--spec", str(spec), "--storage", str(storage), "--name", name,
-            "--address", address, "--trials", "2", "--max-concurrent", "2", "--max-failures", "1",
-            "--methods", "takd,dgkd", "--no-report"]
-    return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _driver(spec: Path, storage: Path, name: str, address: str, env: dict[str, str]) -> Driver:
+    argv = ["run", "--spec", str(spec), "--storage", str(storage), "--name", name, "--address", address,
+            "--trials", "2", "--max-concurrent", "2", "--max-failures", "1", "--methods", "takd,dgkd", "--no-report"]
+    return Driver(argv, {**os.environ, **env}, ROOT)
 
 
 def _teachers(run: Path) -> list[dict]:
