@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,10 +20,13 @@ import ray
 from analysis.load import read_table
 from cli import run_cmd
 from cli.main import main
+from runstore import schema
 from runstore.storage import locate
+from study.rows import trial_row
 from study.runner import StudyOutcome, run_study
 from study.spec import StudySpec, load_spec
 from study.trainable import TrialContext, chain_trainable
+from trainables.config import ChainConfig
 
 
 def _table(run: Path, name: str) -> pa.Table:
@@ -280,13 +284,17 @@ def test_a_retried_trial_resumes_at_its_last_finished_hop(ray_cluster: str, spec
     assert sum(t["train_flops"] for t in trained) == trial["train_flops"] > trial["spent_flops"]
 
 
-def test_every_trial_failing_exits_1(ray_cluster: str, spec_file: Path, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture) -> None:
-    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "broken", "trials": 2, "methods": "takd,dgkd"})
-    outcome = run_study(spec, trainable=failing_for_dgkd_and_takd)
+def test_every_trial_failing_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # How a session ends when no trial finished; trials that raise, through a real driver to its console, are
+    # tests/test_survival.py's
+    spec = StudySpec(storage=str(tmp_path), name="broken", trials=2)
+    failed = [trial_row(f"t{i}", ChainConfig(method=method, ta_depths=(4,)), schema.ERROR,
+                        error=f"RuntimeError: injected failure for {method}")
+              for i, method in enumerate(("takd", "dgkd"))]
+    outcome = StudyOutcome(2, trials=pd.DataFrame(failed), errors=[row["error"] for row in failed])
     assert run_cmd.finish(outcome, spec, report=False) == 1
     captured = capsys.readouterr()
-    assert "kdstudy run: no trial finished its chain" in captured.err
+    assert "kdstudy run: no trial finished its chain (2 ERROR); the errors are shown above" in captured.err
 
 
 def test_a_session_that_ended_short_of_its_trials_says_so_and_exits_1(tiny_study: Path,
@@ -300,10 +308,6 @@ def test_a_session_that_ended_short_of_its_trials_says_so_and_exits_1(tiny_study
     assert captured.err.strip() == ("kdstudy run: the study has 5 of 6 trials: 1 without a result; run the same "
                                     "command to retry them")
     assert "best configuration" in captured.out  # what did finish is still shown
-
-
-def failing_for_dgkd_and_takd(config: dict[str, Any], context: TrialContext) -> None:
-    raise RuntimeError(f"injected failure for {config['method']}")
 
 
 def test_tune_results_carry_only_a_few_small_scalars(tiny_study: Path) -> None:
