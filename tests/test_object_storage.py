@@ -73,7 +73,8 @@ def test_a_study_on_s3_runs_reports_confirms_and_grows_past_a_journal_that_lost_
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the driver's local copy of the journal
     query = f"endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
     storage, run_uri = f"s3://{BUCKET}/studies?{query}", f"s3://{BUCKET}/studies/ons3?{query}"
-    argv = ["run", "--spec", str(spec_file), "--storage", storage, "--name", "ons3", "--no-report"]
+    # kd chains (a teacher and a student): the shortest with a teacher to share through the bucket
+    argv = ["run", "--spec", str(spec_file), "--storage", storage, "--name", "ons3", "--methods", "kd", "--no-report"]
     assert main([*argv, "--trials", "3"]) == 0
     fs, results = _s3(s3_endpoint), f"{BUCKET}/studies/ons3/results"
     journal = f"{results}/optuna_journal.log"

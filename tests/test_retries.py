@@ -26,7 +26,7 @@ def test_trials_that_failed_at_start_are_retried_by_the_same_command(
         ray_cluster: str, spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["run", "--spec", str(spec_file), "--storage", str(tmp_path), "--name", "flaky", "--trials", "2",
-            "--methods", "takd,dgkd", "--max-failures", "0", "--no-report", "--address", ray_cluster]
+            "--methods", "nokd,kd", "--max-failures", "0", "--no-report", "--address", ray_cluster]
     monkeypatch.setenv("KDSTUDY_FAULT", "trial-start:raise")
     assert main(argv) == 1
     run = tmp_path / "flaky"
@@ -40,8 +40,7 @@ def test_trials_that_failed_at_start_are_retried_by_the_same_command(
     assert "retrying 2 trials that failed: " in out and out.count("RuntimeError: injected fault at trial-start") == 2
     rows = {r["trial_id"]: r for r in pq.read_table(run / "results" / "trials").to_pylist()}
     assert rows.keys() == first.keys()  # the same trials, their rows replaced by the outcome
-    assert sorted((r["method"], r["status"]) for r in rows.values()) == [("dgkd", "TERMINATED"),
-                                                                         ("takd", "TERMINATED")]
+    assert sorted((r["method"], r["status"]) for r in rows.values()) == [("kd", "TERMINATED"), ("nokd", "TERMINATED")]
     attempts = [(t.user_attrs["trial_id"], t.state) for t in run_journal(run).trials if "trial_id" in t.user_attrs]
     assert sorted(attempts) == sorted([(i, TrialState.FAIL) for i in first] + [(i, TrialState.COMPLETE) for i in first])
 

@@ -268,16 +268,16 @@ def crash_once_after_the_first_hop(config: dict[str, Any], context: TrialContext
 
 def test_a_retried_trial_resumes_at_its_last_finished_hop(ray_cluster: str, spec_file: Path,
                                                           tmp_path: Path) -> None:
-    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "retry", "trials": 1, "methods": "takd",
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "retry", "trials": 1, "methods": "kd",
                                  "max_failures": 1})
     outcome = run_study(spec, trainable=crash_once_after_the_first_hop)
     assert outcome.errors == [] and (tmp_path / "retry" / "crashed-once").exists()
     trial = _table(tmp_path / "retry", "trials").to_pylist()[0]
     assert trial["status"] == "TERMINATED"
     hops = _table(tmp_path / "retry", "hops").to_pylist()
-    assert [h["reused"] for h in hops] == [True, False, False, False]  # the teacher came back from the store
+    assert [h["reused"] for h in hops] == [True, False]  # the teacher came back from the store
     epochs = [(e["hop"], e["epoch"]) for e in _table(tmp_path / "retry", "epochs").to_pylist()]
-    assert sorted(epochs) == [(h, 1) for h in range(4)]  # the teacher's epoch is recorded once, not twice
+    assert sorted(epochs) == [(0, 1), (1, 1)]  # the teacher's epoch is recorded once, not twice
     # the teacher the crashed attempt trained is in what the study spent, though the trial's row reuses it
     trained = _table(tmp_path / "retry", "trained").to_pylist()
     assert sorted(t["key"] for t in trained) == sorted(h["key"] for h in hops)

@@ -13,7 +13,7 @@ from tests.journals import run_journal
 
 
 def test_two_objectives_run_a_multi_objective_search(ray_cluster: None, spec_file: Path, tmp_path: Path) -> None:
-    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "pareto", "trials": 4,
+    spec = load_spec(spec_file, {"storage": str(tmp_path), "name": "pareto", "trials": 4, "methods": "nokd,kd",
                                  "objectives": "student_val_acc,train_flops"})
     assert run_study(spec).errors == []
     rows = pq.read_table(tmp_path / "pareto" / "results" / "trials").to_pylist()
