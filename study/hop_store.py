@@ -47,9 +47,7 @@ class RunHopStore:
     def put(self, key: str, hop: StoredHop) -> None:
         write_bytes(self.folder / f"{key}.pt", hop.to_bytes())
         if self.ledger is not None:
-            record = hop.record
-            self.ledger(key, record.train_flops - record.resumed_flops, record.train_seconds - record.resumed_seconds,
-                        diverged=False)
+            self.ledger(key, hop.record.spent_flops, hop.record.spent_seconds, diverged=False)
         self.faults.point("stored", key)
 
     def divergence(self, key: str) -> Divergence | None:

@@ -42,6 +42,15 @@ class HopRecord:
     resumed_flops: int = 0  # the part of train_flops that training had cost
     resumed_seconds: float = 0.0  # likewise, of train_seconds
 
+    @property
+    def spent_flops(self) -> int:
+        """What the training that produced it computed: train_flops, less the training it resumed."""
+        return self.train_flops - self.resumed_flops
+
+    @property
+    def spent_seconds(self) -> float:
+        return self.train_seconds - self.resumed_seconds
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -97,8 +106,8 @@ class HopResult:
         carried = asdict(record)
         resumed = {name: carried.pop(name) for name in sorted(RESUMED_FIELDS)}
         return cls(**carried, reused=reused, resumed_from=0 if reused else resumed["resumed_epochs"],
-                   spent_flops=0 if reused else record.train_flops - resumed["resumed_flops"],
-                   spent_seconds=0.0 if reused else record.train_seconds - resumed["resumed_seconds"], **evaluated)
+                   spent_flops=0 if reused else record.spent_flops,
+                   spent_seconds=0.0 if reused else record.spent_seconds, **evaluated)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
