@@ -25,7 +25,7 @@ import torch
 
 from runstore.storage import Location, exists
 from study.halving import reaching_share, study_rungs
-from study.space import TA_PARAM, chain_config, size, ta_subsets, warm_start_points
+from study.space import TA_PARAM, chain_config, size, ta_subsets, warm_start_chains
 from study.spec import StudySpec
 from study.trainable import fidelities
 from trainables import ChainConfig
@@ -96,7 +96,7 @@ def plan_study(spec: StudySpec, ended: int = 0, stored: StoredKeys | None = None
     trials = max(0, int(min(spec.trials, size(spec))) - ended)
     rungs = study_rungs(spec)
     shares = reaching_share(rungs, spec.halving_factor) if rungs else [1.0]
-    warm = [chain_config(spec.base_config(), point) for point in warm_start_points(spec)][ended:][:trials]
+    warm = warm_start_chains(spec)[ended:][:trials]
     drawn = trials - len(warm)
     draws = [(1.0, cfg, (), [1.0]) for cfg in warm] + \
         [(drawn * weight, cfg, tuple(rungs), shares) for weight, cfg in (space_chains(spec) if drawn else [])]

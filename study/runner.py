@@ -190,8 +190,7 @@ def trial_dirname(trial: Any) -> str:
 def warm_starts(spec: StudySpec) -> frozenset[ChainConfig]:
     """The study's warm starts (the seed paper's comparison and the nokd control) as chains: halving trains them
     in full, as the report's method comparison and error avalanche need them whole."""
-    base = spec.base_config()
-    return frozenset(space.chain_config(base, point) for point in space.warm_start_points(spec))
+    return frozenset(space.warm_start_chains(spec))
 
 
 def _scheduler(spec: StudySpec, plan: Plan) -> TrialScheduler:

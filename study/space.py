@@ -106,6 +106,12 @@ def warm_start_points(spec: StudySpec) -> list[dict[str, Any]]:
     return [point for point in points if point["method"] in spec.methods and _allowed(spec, point)]
 
 
+def warm_start_chains(spec: StudySpec) -> list[ChainConfig]:
+    """The warm starts as the chains their trials train, in the order they are drawn."""
+    base = spec.base_config()
+    return [chain_config(base, point) for point in warm_start_points(spec)]
+
+
 def _seed_comparison(spec: StudySpec) -> list[dict[str, Any]]:
     if not spec.ta_candidates:
         return []

@@ -72,6 +72,9 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
     halving = context.rungs if cfg not in context.in_full else ()
     rungs = fidelities(cfg, halving)
     accuracies: list[float] = []
+    # Naive is the configuration trained in one go: a resumed hop's train_flops also counts its teachers' outputs
+    # computed again.
+    naive = planned_flops(cfg) if halving else None
     for rung, rung_cfg in rungs:
         try:
             result = train_chain(rung_cfg, report=reporter, store=store)
@@ -89,10 +92,8 @@ def chain_trainable(config: dict[str, Any], context: TrialContext) -> None:
             raise
         accuracies.append(result.student.val_acc)
         top = rung == cfg.epochs
-        # Naive is the configuration trained in one go: a resumed hop's train_flops also counts its teachers'
-        # outputs computed again.
         rung_columns = {RUNG: rung, "rung_accs": accuracies if halving else None,
-                        "naive_flops": planned_flops(cfg) if halving else result.train_flops}
+                        "naive_flops": result.train_flops if naive is None else naive}
         results.write_finished(trial_id, cfg, result, rung_columns, stopped=not top)
         context.faults.point("results-written" if top else f"rung-{rung}-written")
         if not top:  # the scheduler decides here whether the chain goes on to the next rung
