@@ -1,9 +1,8 @@
 """The cost columns of a chain (reference FLOPs against a hand count, spent against train with a reused hop) and
 the report's cost section.
 
-Every chain here trains on 128 images (two batches), validates on 64, for 2 epochs: in the hand counts below, E = 2,
-N = 128, V = 64, and fK is the inference FLOPs per image of hop K (teacher 0, TA 1, student 2). A step costs 3
-forwards.
+Every chain here trains on 192 images, validates on 64, for 2 epochs: in the hand counts below, E = 2, N = 192,
+V = 64, and fK is the inference FLOPs per image of hop K (teacher 0, TA 1, student 2). A step costs 3 forwards.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from tests.analysis_fixtures import write_table
 from tests.conftest import DEVICE
 from trainables import ChainConfig, ChainResult, MemoryStore, train_chain
 
-SMALL = dict(dataset="mnist5k", train_size=128, val_size=64, width=0.25, epochs=2, lr=0.05, batch_size=64,
+SMALL = dict(dataset="mnist5k", train_size=192, val_size=64, width=0.25, epochs=2, lr=0.05, batch_size=64,
              teacher="plain4", ta_depths=(3,), student="plain2", device=DEVICE)
-E, N, V = 2, 128, 64
+E, N, V = 2, 192, 64
 
 
 @pytest.fixture(scope="module")
