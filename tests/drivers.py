@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import weakref
 from pathlib import Path
 
 _SERVER = multiprocessing.get_context("forkserver")
@@ -29,6 +30,7 @@ class Driver:
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         self._console = Path(tempfile.mkdtemp(prefix="kdstudy-driver-"))
+        weakref.finalize(self, shutil.rmtree, self._console, ignore_errors=True)
         self._out, self._err = self._console / "stdout", self._console / "stderr"
         self._process = _SERVER.Process(target=_command, args=(argv, env, str(cwd), str(self._out), str(self._err)))
         self._process.start()
@@ -49,7 +51,6 @@ class Driver:
             raise subprocess.TimeoutExpired(["kdstudy"], timeout or 0)
         if self._printed is None:
             self._printed = self._out.read_text(), self._err.read_text()
-            shutil.rmtree(self._console)
         return self._printed
 
 
@@ -60,7 +61,7 @@ def _command(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str)
     os.environ.clear()
     os.environ.update(env)
     for fd, path in ((1, out), (2, err)):
-        console = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        console = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(console, fd)
         os.close(console)
     # line-buffered, so a killed command leaves every line it printed (as PYTHONUNBUFFERED did)
@@ -70,12 +71,12 @@ def _command(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str)
 
     try:
         code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
+    except SystemExit as exit_:  # as the interpreter turns one into an exit status
+        code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
         traceback.print_exc()
         code = 1
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()  # the interpreter's exit runs them; os._exit (and multiprocessing's exit) would not
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
