@@ -24,7 +24,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/predictions_layout.py
 	$(BIN)/python bench/driver_scale.py
 	$(BIN)/python bench/fidelity.py
-	$(BIN)/python bench/teacher_lookup.py
 	$(BIN)/python bench/study_cost.py
 
 clean:

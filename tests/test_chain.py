@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import DEVICE, ON_GPU
 from trainables import ChainConfig, HopDiverged, MemoryStore, train_chain
-from trainables.data import DataBundle, Split, iterate_batches, load_chain_data, split_positions
+from trainables.data import DataBundle, Split, load_chain_data, split_positions
 from trainables.data.datasets import SplitPositions
 from trainables.hops import plan_chain
 from trainables.loop import HopTraining, TeacherOutputs, validate
@@ -167,19 +167,6 @@ def test_bf16_autocast_trains_on_cpu_too(chain_cfg: ChainConfig) -> None:
     assert not torch.equal(bf16.hops[0].predictions.true_prob, fp32.hops[0].predictions.true_prob)
 
 
-def test_cached_teacher_lookup_equals_indexing_the_whole_cache() -> None:
-    # The batch is gathered before the teachers are picked (see TeacherOutputs.for_batch); the result must be the
-    # same values as picking the teachers from the whole cache first, for every subset DGKD's dropping can draw.
-    data = load_chain_data(ChainConfig(**{**TINY, "train_size": 200})).to(DEVICE)
-    teachers = [_frozen(arch, data, seed) for seed, arch in enumerate(("plain4", "plain3", "plain2"))]
-    outputs = TeacherOutputs(teachers, [1, 1, 1], data, per_batch=False, precision="fp32")
-    whole = outputs.for_split(data.train)
-    for _, _, idx in iterate_batches(data.train, 64, shuffle=True, generator=torch.Generator().manual_seed(0),
-                                     mean=data.mean, std=data.std):
-        for active in ([0, 1, 2], [0, 2], [1]):
-            assert torch.equal(outputs.for_batch(torch.empty(0), idx, active), whole[active][:, idx])
-
-
 def test_a_hop_counts_its_teachers_forwards_and_its_validation_in_its_own_counters() -> None:
     cfg = ChainConfig(**{**TINY, "train_size": 200, "method": "takd"})
     data = load_chain_data(cfg).to(DEVICE)
@@ -188,8 +175,8 @@ def test_a_hop_counts_its_teachers_forwards_and_its_validation_in_its_own_counte
     student = _frozen("plain2", data, 1)
     hop = HopTraining(student, torch.optim.SGD(student.parameters(), lr=0.1), cfg.method_class.teaching(cfg, 1),
                       outputs, torch.Generator().manual_seed(0), 5, cfg.batch_size, False, "fp32")
-    outputs.for_split(data.train)
-    outputs.for_split(data.train)  # cached: computed, and counted, once
+    hop.teacher_targets(data)
+    hop.teacher_targets(data)  # kept by the hop: computed, and counted, once
     validate(hop, data)
     assert (hop.counters.flops, hop.counters.upper_forward_samples) == (7 * 200 + 5 * 200, 200)
 

@@ -244,13 +244,13 @@ def test_errors_are_value_errors() -> None:
 # ---------------------------------------------------------------- batching
 
 
-def _epoch(split: Split, mean: tuple[float, ...], std: tuple[float, ...], seed: int, **kw: object) -> list:
+def _epoch(data: DataBundle, split: Split, seed: int, **kw: object) -> list:
     gen = torch.Generator().manual_seed(seed)
-    return list(iterate_batches(split, 128, shuffle=True, generator=gen, mean=mean, std=std, **kw))
+    return list(iterate_batches(data.images(split), split.y, 128, shuffle=True, generator=gen, **kw))
 
 
 def test_shuffled_epoch_covers_every_index_once(mnist: DataBundle) -> None:
-    batches = _epoch(mnist.train, mnist.mean, mnist.std, seed=0)
+    batches = _epoch(mnist, mnist.train, seed=0)
     idx = torch.cat([i for _, _, i in batches])
     assert idx.dtype == torch.int64
     assert torch.equal(torch.sort(idx).values, torch.arange(len(mnist.train)))
@@ -261,34 +261,34 @@ def test_shuffled_epoch_covers_every_index_once(mnist: DataBundle) -> None:
 
 
 def test_same_seed_same_order(mnist: DataBundle) -> None:
-    a = torch.cat([i for _, _, i in _epoch(mnist.val, mnist.mean, mnist.std, seed=5)])
-    b = torch.cat([i for _, _, i in _epoch(mnist.val, mnist.mean, mnist.std, seed=5)])
-    c = torch.cat([i for _, _, i in _epoch(mnist.val, mnist.mean, mnist.std, seed=6)])
+    a = torch.cat([i for _, _, i in _epoch(mnist, mnist.val, seed=5)])
+    b = torch.cat([i for _, _, i in _epoch(mnist, mnist.val, seed=5)])
+    c = torch.cat([i for _, _, i in _epoch(mnist, mnist.val, seed=6)])
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_normalised_train_epoch_is_standardised(mnist: DataBundle) -> None:
-    x = torch.cat([x for x, _, _ in _epoch(mnist.train, mnist.mean, mnist.std, seed=0)]).double()
+    x = torch.cat([x for x, _, _ in _epoch(mnist, mnist.train, seed=0)]).double()
     assert abs(x.mean().item()) < 1e-4
     assert abs(x.std(unbiased=False).item() - 1.0) < 1e-4
 
 
 def test_unshuffled_and_drop_last(mnist: DataBundle) -> None:
     batches = list(
-        iterate_batches(mnist.val, 128, shuffle=False, generator=None, mean=mnist.mean, std=mnist.std, drop_last=True)
+        iterate_batches(mnist.images(mnist.val), mnist.val.y, 128, shuffle=False, generator=None, drop_last=True)
     )
     assert [len(i) for _, _, i in batches] == [128, 128, 128]
     assert torch.equal(torch.cat([i for _, _, i in batches]), torch.arange(384))
 
 
 def test_augment_keeps_shapes_and_labels_changes_pixels(mnist: DataBundle) -> None:
-    plain = _epoch(mnist.val, mnist.mean, mnist.std, seed=2)
-    aug = _epoch(mnist.val, mnist.mean, mnist.std, seed=2, augment=True)
+    plain = _epoch(mnist, mnist.val, seed=2)
+    aug = _epoch(mnist, mnist.val, seed=2, augment=True)
     first_plain, first_aug = plain[0], aug[0]
     assert first_aug[0].shape == first_plain[0].shape == (128, 1, 28, 28)
     assert torch.equal(first_aug[2], first_plain[2]) and torch.equal(first_aug[1], first_plain[1])
     assert not torch.equal(first_aug[0], first_plain[0])
-    again = _epoch(mnist.val, mnist.mean, mnist.std, seed=2, augment=True)[0][0]
+    again = _epoch(mnist, mnist.val, seed=2, augment=True)[0][0]
     assert torch.equal(again, first_aug[0])
 
 
@@ -313,5 +313,5 @@ def test_batches_on_split_device(mnist: DataBundle) -> None:
     for device in devices:
         bundle = mnist.to(device)
         assert bundle.train.x.device.type == device.type and bundle.test.y.device.type == device.type
-        x, y, i = _epoch(bundle.val, bundle.mean, bundle.std, seed=0, augment=True)[0]
+        x, y, i = _epoch(bundle, bundle.val, seed=0, augment=True)[0]
         assert x.device.type == y.device.type == i.device.type == device.type

@@ -47,7 +47,6 @@ def test_shuffled_batches_do_not_depend_on_the_datas_device() -> None:
     orders = []
     for split in (data.train, data.train.to("cpu")):
         generator = torch.Generator().manual_seed(3)
-        batches = iterate_batches(split, 64, shuffle=True, generator=generator, mean=data.mean, std=data.std,
-                                  augment=True)
+        batches = iterate_batches(data.images(split), split.y, 64, shuffle=True, generator=generator, augment=True)
         orders.append(torch.cat([idx for _, _, idx in batches]))
     assert torch.equal(orders[0], orders[1]) and orders[0].device.type == "cpu"

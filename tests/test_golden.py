@@ -79,7 +79,7 @@ class Run:
 
     @contextlib.contextmanager
     def _observed(self) -> Iterator[None]:
-        batches, for_batch = loop.iterate_batches, loop.TeacherOutputs.for_batch
+        batches, draw_teachers = loop.iterate_batches, loop.draw_teachers
 
         def drawn_batches(*args: Any, **kwargs: Any) -> Iterator[tuple[torch.Tensor, ...]]:
             for x, y, idx in batches(*args, **kwargs):
@@ -87,15 +87,16 @@ class Run:
                     self._draw("batch", idx.tolist(), y.tolist())
                 yield x, y, idx
 
-        def drawn_teachers(outputs: loop.TeacherOutputs, x: torch.Tensor, idx: torch.Tensor,
-                           active: list[int]) -> torch.Tensor:
-            self._draw("teachers", active)
-            return for_batch(outputs, x, idx, active)
+        def drawn_teachers(method: Any, generator: torch.Generator) -> list[int]:
+            active = draw_teachers(method, generator)
+            if active:  # the record holds the draws of hops that have teachers
+                self._draw("teachers", active)
+            return active
 
         hook = register_optimizer_step_pre_hook(self._before_step)
         try:
             with mock.patch.object(loop, "iterate_batches", drawn_batches), \
-                    mock.patch.object(loop.TeacherOutputs, "for_batch", drawn_teachers):
+                    mock.patch.object(loop, "draw_teachers", drawn_teachers):
                 yield
         finally:
             hook.remove()

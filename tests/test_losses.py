@@ -10,7 +10,7 @@ import torch
 from trainables.config import ChainConfig
 from trainables.losses import (confidence_weights, distillation_term, ensemble_log_probs, fit_ensemble_weights,
                                kd_loss, soft_log_probs)
-from trainables.methods import method_class
+from trainables.methods import KDMethod, method_class
 
 STUDENT = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
 TEACHER = torch.tensor([[2.0, 0.0, 1.0], [1.0, 1.0, 4.0]])
@@ -19,6 +19,13 @@ TARGETS = torch.tensor([1, 2])
 # CE(q, y) averaged over the 2 samples, and KL(p_T ‖ q_T) summed over classes, averaged over samples.
 HAND_CE = 0.26512634393268697
 HAND_KL_T2 = 0.10489915160152195
+
+
+def taught(method: KDMethod, student: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor
+           ) -> dict[str, torch.Tensor]:
+    """The method's loss terms with every teacher active, as a training step computes them."""
+    teachers = method.teacher_targets(teacher_logits, targets)
+    return method.loss(student, teachers, targets, torch.ones(method.num_teachers))
 
 
 @pytest.mark.parametrize("alpha, expected", [(0.0, 0.26512634393268697), (0.5, 0.3423614751693874),
@@ -49,7 +56,7 @@ def test_every_method_honours_the_chain_kl_reduction(method: str, params: dict) 
         cfg = ChainConfig(method=method, ta_depths=depths, kl_reduction=reduction, params=params, fit_size=0.05)
         teaching = method_class(method)(cfg, 1 if method == "kd" else 2)
         teachers = TEACHER.unsqueeze(0).repeat(teaching.num_teachers, 1, 1)
-        terms[reduction] = teaching.loss(STUDENT, teachers, TARGETS)["kd"].item()
+        terms[reduction] = taught(teaching, STUDENT, teachers, TARGETS)["kd"].item()
     assert terms["mean"] == pytest.approx(terms["batchmean"] / 3, rel=1e-5)
 
 
@@ -99,16 +106,16 @@ def test_dgkd_without_drop_is_k_times_the_mean_ensemble(alpha: float) -> None:
     ensemble = method_class("ensemble")(ens_cfg, k)
 
     def dgkd_kd(s: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"kd": dgkd.loss(s, teachers, targets)["kd"]}
+        return {"kd": taught(dgkd, s, teachers, targets)["kd"]}
 
     def ensemble_kd(s: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"kd": ensemble.loss(s, teachers, targets)["kd"]}
+        return {"kd": taught(ensemble, s, teachers, targets)["kd"]}
 
     torch.testing.assert_close(_student_grad(dgkd_kd, student), k * _student_grad(ensemble_kd, student),
                                atol=1e-6, rtol=0)
-    ce_grad = _student_grad(lambda s: {"ce": ensemble.loss(s, teachers, targets)["ce"]}, student)
+    ce_grad = _student_grad(lambda s: {"ce": taught(ensemble, s, teachers, targets)["ce"]}, student)
     expected_full = ce_grad + k * _student_grad(ensemble_kd, student)
-    torch.testing.assert_close(_student_grad(lambda s: dgkd.loss(s, teachers, targets), student), expected_full,
+    torch.testing.assert_close(_student_grad(lambda s: taught(dgkd, s, teachers, targets), student), expected_full,
                                atol=1e-6, rtol=0)
 
 
@@ -133,3 +140,15 @@ def test_learned_weights_move_to_the_informative_teacher(space: str) -> None:
     assert (weights >= 0).all()
     assert weights.sum().item() == pytest.approx(1.0, abs=1e-6)
     assert weights[1] > 0.9
+
+
+def test_dgkd_leaving_a_teacher_out_is_its_term_times_zero() -> None:
+    """The mask the step gets equals training on the kept teachers alone: loss and gradient bit for bit."""
+    torch.manual_seed(1)
+    cfg = ChainConfig(method="dgkd", ta_depths=(8, 6), params={"drop": 1, "temperature": 4.0, "alpha": 0.6})
+    teachers, student, targets = torch.randn(3, 16, 10) * 3, torch.randn(16, 10), torch.randint(0, 10, (16,))
+    three, two = method_class("dgkd")(cfg, 3), method_class("dgkd")(cfg, 2)
+    masked = lambda s: three.loss(s, three.teacher_targets(teachers, targets), targets, torch.tensor([1.0, 0.0, 1.0]))
+    kept = lambda s: two.loss(s, two.teacher_targets(teachers[[0, 2]], targets), targets, torch.ones(2))
+    assert torch.equal(sum(masked(student).values()), sum(kept(student).values()))
+    assert torch.equal(_student_grad(masked, student), _student_grad(kept, student))

@@ -44,10 +44,13 @@ class SharpKD(KDMethod):
         # unlike KD variants that reduce to plain KD, this one differs from KD even with a single teacher
         return super().teaching(cfg, 0) if num_teachers == 0 else cls(cfg, num_teachers)
 
-    def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    def teacher_targets(self, teacher_logits: Tensor, targets: Tensor) -> Tensor:
         t = self.cfg.param("temperature")
-        teacher = ensemble_log_probs(teacher_logits, uniform_weights(len(teacher_logits)), t, "prob")
-        terms = kd_loss(student_logits, teacher, targets, self.cfg.param("alpha"), t, self.cfg.kl_reduction)
+        return ensemble_log_probs(teacher_logits, uniform_weights(len(teacher_logits)), t, "prob").unsqueeze(0)
+
+    def loss(self, student_logits: Tensor, teachers: Tensor, targets: Tensor, active: Tensor) -> dict[str, Tensor]:
+        t = self.cfg.param("temperature")
+        terms = kd_loss(student_logits, teachers[0], targets, self.cfg.param("alpha"), t, self.cfg.kl_reduction)
         probs = torch.softmax(student_logits.float(), 1)
         entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(1).mean()
         return {**terms, "entropy": self.cfg.param("sharpness") * entropy}

@@ -19,6 +19,7 @@ from trainables.loop import (Counters, HopTraining, TeacherOutputs, accuracy_and
                              train_epoch, validate)
 from trainables.models import build_model, count_params, inference_flops
 from trainables.results import ChainResult, HopRecord, HopResult, TestPredictions
+from trainables.step import sgd
 from trainables.store import Divergence, MemoryStore, ModelStore, ResumeState, StoredHop
 
 Report = Callable[[dict[str, Any]], None]
@@ -194,10 +195,12 @@ class ChainTrainer:
         method = cfg.method_class.teaching(cfg, len(teachers))
         outputs = TeacherOutputs(teachers, [self.hops[t].flops for t in plan.teachers], data,
                                  per_batch=cfg.augment, precision=cfg.precision)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
+        device = data.train.x.device
+        optimizer = sgd(model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay, device)
+        on_cuda = device.type == "cuda"
         hop = HopTraining(model, optimizer, method, outputs, torch.Generator().manual_seed(plan.seed), flops,
-                          cfg.batch_size, cfg.augment, cfg.precision)
+                          cfg.batch_size, cfg.augment, cfg.precision, graphs=on_cuda and cfg.cuda_graphs,
+                          channels_last=on_cuda)
         if self._fits(plan):
             fit_teaching(hop, data.fit)
         if resumed is not None:

@@ -71,6 +71,7 @@ class ChainConfig:
     seed: int = setting(0, "seed of the split, the initialisation and the batches", low=0)
     device: str = setting("auto", "auto, cpu or cuda[:N]")
     precision: str = setting("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", choices=PRECISIONS)
+    cuda_graphs: bool = setting(True, "replay each training step as a CUDA graph (on CUDA; the CPU never does)")
 
     def __post_init__(self) -> None:
         # Normalise types so equal configs compare and hash equal however they were built (200 vs 200.0).

@@ -33,5 +33,11 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
 
 def autocast_for(device: torch.device, precision: str = "auto") -> ContextManager[object]:
     if uses_bf16(device, precision):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        # No cast cache: a CUDA graph cannot capture one, and each forward uses each weight once anyway.
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
+
+
+def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The dtype the first layer computes in: what a split's normalised images are stored in."""
+    return torch.bfloat16 if uses_bf16(device, precision) else torch.float32

@@ -41,7 +41,8 @@ class DivergenceGuard:
         self._steps = 0
 
     def observe(self, loss: Tensor) -> None:
-        self._sum = loss if self._sum is None else self._sum + loss
+        # a copy: a graphed step's loss is a buffer its next replay overwrites
+        self._sum = loss.clone() if self._sum is None else self._sum + loss
         self._steps += 1
         if self._steps == WINDOW:
             self.check()

@@ -1,8 +1,8 @@
-"""Mini-batch iteration over a uint8 ``Split`` that never leaves the split's device.
+"""Mini-batch iteration over a split's normalised images (`DataBundle.images`), on the images' device.
 
-Images are converted to normalised float32 per batch; the optional augmentation
-(TAKD's pad-4 random crop + horizontal flip, off by default) is one vectorised
-gather, with all randomness drawn from the caller's generator for reproducibility.
+The optional augmentation (TAKD's pad-4 random crop + horizontal flip, off by default) is one vectorised gather, with
+all randomness drawn from the caller's generator for reproducibility; it pads with zeros after normalisation, i.e.
+with the mean image, as the reference code's transforms do.
 """
 
 from __future__ import annotations
@@ -12,16 +12,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from .splits import Split
-
 _PAD = 4
-_MIN_STD = 1e-6  # a constant channel has std 0; don't turn it into inf/nan
-
-
-def _channel_tensor(values: tuple[float, ...], channels: int, name: str, device: torch.device) -> torch.Tensor:
-    if len(values) != channels:
-        raise ValueError(f"{name}: expected one value per channel ({channels}), got {len(values)}")
-    return torch.tensor(values, dtype=torch.float32, device=device).view(1, channels, 1, 1)
 
 
 def _order(n: int, shuffle: bool, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -51,29 +42,25 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None) -> torch.T
 
 
 def iterate_batches(
-    split: Split,
+    images: torch.Tensor,
+    labels: torch.Tensor,
     batch_size: int,
     *,
     shuffle: bool,
     generator: torch.Generator | None,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
     augment: bool = False,
     drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (x float32 normalised, y int64, idx int64 positions into ``split``) on the split's device."""
+    """Yield (x, y int64, idx int64 positions into the split) on the images' device; x in the images' dtype."""
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    device = split.x.device
-    channels = split.x.shape[1]
-    mean_t = _channel_tensor(mean, channels, "mean", device)
-    std_t = _channel_tensor(std, channels, "std", device).clamp_min(_MIN_STD)
-    n = len(split)
+    device = images.device
+    n = len(labels)
     order = _order(n, shuffle, generator, device)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
-        x = (split.x[idx].to(torch.float32).div_(255.0) - mean_t).div_(std_t)
+        x = images[idx]
         if augment:
             x = augment_batch(x, generator)
-        yield x, split.y[idx], idx
+        yield x, labels[idx], idx

@@ -1,14 +1,16 @@
 """Core data containers and the stratified splitting used for every hold-out.
 
-Images stay ``uint8`` in memory (a quarter of float32) and are only converted
-to normalised floats per batch, so whole datasets can live on the GPU.
+Images are kept as ``uint8`` (a quarter of float32), so whole datasets can live on the GPU; a chain normalises
+each split it trains or evaluates on once, in the dtype it computes in (`DataBundle.images`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
+
+from .images import normalise
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensor __eq__ is elementwise, not a bool
@@ -51,6 +53,15 @@ class DataBundle:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # (split, dtype) -> the split's normalised images; splits hash by identity. Not copied by `to` or `replace`.
+    _images: dict[tuple[Split, torch.dtype], torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+
+    def images(self, split: Split, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """`split`'s images normalised, once per bundle: every epoch and every evaluation reads the same tensor."""
+        key = (split, dtype)
+        if key not in self._images:
+            self._images[key] = normalise(split.x, self.mean, self.std, dtype)
+        return self._images[key]
 
     def to(self, device: torch.device | str) -> DataBundle:
         return replace(self, train=self.train.to(device), val=self.val.to(device), fit=self.fit.to(device),

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainables.losses import soft_log_probs
 from trainables.methods.params import ALPHA, Param, Value
 from trainables.typed import InputError
 
@@ -85,16 +86,27 @@ class KDMethod(ABC):
         configurations) before the hop trains; most methods need nothing."""
 
     def active_teachers(self, generator: torch.Generator) -> list[int]:
-        """Which teachers take part in the next mini-batch (all, except for stochastic methods)."""
+        """Which teachers take part in the next mini-batch (all, except for stochastic methods); drawn on the host
+        from the hop's generator, and handed to `loss` as a 0/1 mask, so that the step has no control flow."""
         return list(range(self.num_teachers))
 
     def mean_active_teachers(self) -> float:
         """How many teachers `active_teachers` draws on average: what a planned cost counts per batch."""
         return float(self.num_teachers)
 
+    def teacher_targets(self, teacher_logits: Tensor, targets: Tensor) -> Tensor:
+        """What `loss` learns from, made of the teachers' logits (K, N, C) and the samples' labels (N,): (R, N, C),
+        by default one row per teacher, its log-probabilities at T. A sample's rows must depend on that sample alone:
+        where the teachers' outputs are cached, a hop computes them once for the whole training split and each step
+        gathers its batch's rows (softening the teachers again at every step would cost as much as the student's
+        own loss)."""
+        return soft_log_probs(teacher_logits, self.cfg.param("temperature"))
+
     @abstractmethod
-    def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        """Named loss terms (`loss_terms`) whose sum is minimised; `teacher_logits` holds the active teachers."""
+    def loss(self, student_logits: Tensor, teachers: Tensor, targets: Tensor, active: Tensor) -> dict[str, Tensor]:
+        """Named loss terms (`loss_terms`) whose sum is minimised. `teachers`: the batch's rows (R, B, C) of
+        `teacher_targets`; `active`: (K,) 1.0 for the teachers this mini-batch learns from, 0.0 for those
+        `active_teachers` left out (methods that leave none out may ignore it)."""
 
     def kl_terms(self, active: int) -> int:
         """KL terms one step computes with `active` teachers: one for a single (pseudo-)teacher."""
@@ -130,7 +142,7 @@ class LabelsOnly(KDMethod):
     def identity(self) -> dict[str, Any]:
         return {"kind": "labels"}
 
-    def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    def loss(self, student_logits: Tensor, teachers: Tensor, targets: Tensor, active: Tensor) -> dict[str, Tensor]:
         return {"ce": F.cross_entropy(student_logits.float(), targets)}
 
     def kl_terms(self, active: int) -> int:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainables.losses import distillation_term, soft_log_probs
+from trainables.losses import distillation_term
 from trainables.methods.base import KDMethod, register_method
 from trainables.methods.params import KD_PARAMS, Param
 from trainables.typed import InputError
@@ -54,10 +54,13 @@ class DGKD(KDMethod):
     def mean_active_teachers(self) -> float:
         return float(self.num_teachers - self.drop)
 
-    def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    def loss(self, student_logits: Tensor, teachers: Tensor, targets: Tensor, active: Tensor) -> dict[str, Tensor]:
         t, alpha = self.cfg.param("temperature"), self.cfg.param("alpha")
         reduction = self.cfg.kl_reduction
-        kl_sum = sum(distillation_term(student_logits, soft_log_probs(z, t), t, reduction) for z in teacher_logits)
+        # Every teacher's term, times 0 where it is left out: the sum is the kept terms' sum exactly (x + 0 = x),
+        # and the step the same whichever teachers were drawn.
+        kl_sum = sum(on * distillation_term(student_logits, log_probs, t, reduction)
+                     for on, log_probs in zip(active, teachers))
         return {"ce": (1 - alpha) * F.cross_entropy(student_logits.float(), targets), "kd": alpha * kl_sum}
 
     def kl_terms(self, active: int) -> int:

@@ -43,13 +43,18 @@ class EnsembleKD(KDMethod):
     def fit(self, teacher_logits: Tensor, targets: Tensor) -> None:
         self._weights = fit_ensemble_weights(teacher_logits, targets, self.cfg.param("temperature"), self.space)
 
-    def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        t = self.cfg.param("temperature")
+    def teacher_targets(self, teacher_logits: Tensor, targets: Tensor) -> Tensor:
+        """One row: the pseudo-teacher's log-probabilities at T (its weights are fixed before the hop trains, and
+        confidence weights depend on each sample's own label)."""
         weights = self._weights
         if self.weighting == "confidence":
             weights = confidence_weights(teacher_logits, targets)
-        teacher = ensemble_log_probs(teacher_logits, weights.to(teacher_logits.device), t, self.space)
-        return kd_loss(student_logits, teacher, targets, self.cfg.param("alpha"), t, self.cfg.kl_reduction)
+        t = self.cfg.param("temperature")
+        return ensemble_log_probs(teacher_logits, weights.to(teacher_logits.device), t, self.space).unsqueeze(0)
+
+    def loss(self, student_logits: Tensor, teachers: Tensor, targets: Tensor, active: Tensor) -> dict[str, Tensor]:
+        t, alpha = self.cfg.param("temperature"), self.cfg.param("alpha")
+        return kd_loss(student_logits, teachers[0], targets, alpha, t, self.cfg.kl_reduction)
 
     def learned_weights(self) -> list[float] | None:
         if self.weighting != "learned":

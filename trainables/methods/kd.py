@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from trainables.losses import kd_loss, soft_log_probs
+from trainables.losses import kd_loss
 from trainables.methods.base import KDMethod, register_method
 from trainables.methods.params import KD_PARAMS
 
@@ -16,7 +16,6 @@ class KD(KDMethod):
     teachers = "previous"
     params = KD_PARAMS
 
-    def loss(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        t = self.cfg.param("temperature")
-        alpha = self.cfg.param("alpha")
-        return kd_loss(student_logits, soft_log_probs(teacher_logits[0], t), targets, alpha, t, self.cfg.kl_reduction)
+    def loss(self, student_logits: Tensor, teachers: Tensor, targets: Tensor, active: Tensor) -> dict[str, Tensor]:
+        t, alpha = self.cfg.param("temperature"), self.cfg.param("alpha")
+        return kd_loss(student_logits, teachers[0], targets, alpha, t, self.cfg.kl_reduction)
