@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from cli.flags import add_flags
-from cli.run_cmd import recorded_runtime
+from study.folder import recorded_runtime
 from study.spec import RECORDED_RUNTIME, STUDY_SETTINGS, check_runtime
 from trainables.methods import Param
 from trainables.typed import InputError

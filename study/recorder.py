@@ -69,7 +69,7 @@ class TrialRecorder(NodeDeaths):
         if result.get(OUTCOME) is None:
             if self.is_interrupted():
                 return  # stopped by the interruption, not by the scheduler: the next session resumes it
-            self._line(trial, cfg, schema.STOPPED, self._stopped(trial.config["trial_id"], cfg, result))
+            self._line(trial, cfg, schema.STOPPED, write_stopped(self.results, trial.config["trial_id"], cfg, result))
         elif result[OUTCOME] == DIVERGED:
             self._line(trial, cfg, schema.DIVERGED, result.get(DETAIL, ""))
         else:
@@ -77,24 +77,12 @@ class TrialRecorder(NodeDeaths):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         super().on_trial_error(iteration, trials, trial, **info)
-        message = error_message(trial)
         cfg = self._config(trial)
-        self.results.write_trial(trial.config["trial_id"], cfg, schema.ERROR, error=message)
+        message = write_error(self.results, trial.config["trial_id"], cfg, trial)
         self.errors.append(message)
         first = self.first_error.setdefault(message, trial.config["trial_id"])
         shown = message if first == trial.config["trial_id"] else f"same error as trial {first}"
         self._line(trial, cfg, schema.ERROR, shown)
-
-    def _stopped(self, trial_id: str, cfg: ChainConfig, result: dict[str, Any]) -> str:
-        """Writes the row of a trial a scheduler stopped, unless the trial wrote it (a halving trial writes its
-        rung's rows before it reports); returns where it stopped, in words."""
-        val = f"val {result.get('student_val_acc', 0):.4f}"
-        if RUNG in result:
-            epochs = int(result[RUNG])
-            return f"{val} at {epochs} epoch{'' if epochs == 1 else 's'} per hop below the teacher"
-        summary = {"student_val_acc": result.get("student_val_acc"), "train_flops": result.get("train_flops")}
-        self.results.write_trial(trial_id, cfg, schema.STOPPED, summary=summary)
-        return f"{val} at student epoch {result.get('student_epoch', 0)}"
 
     def _config(self, trial: Any) -> ChainConfig:
         return chain_config(self.base, trial.config)
@@ -105,6 +93,25 @@ class TrialRecorder(NodeDeaths):
         width = len(str(self.target))
         text = f"[{self.ended:>{width}}/{self.target}] {trial.config['trial_id']} {status:<10} {cfg.label}"
         print(f"{text}  {detail}  ({seconds:.0f} s)".rstrip(), file=sys.stdout, flush=True)
+
+
+def write_stopped(results: ResultsFolder, trial_id: str, cfg: ChainConfig, result: dict[str, Any]) -> str:
+    """Writes the row of a trial a scheduler stopped, unless the trial wrote it (a halving trial writes its rung's
+    rows before it reports); returns where it stopped, in words."""
+    val = f"val {result.get('student_val_acc', 0):.4f}"
+    if RUNG in result:
+        epochs = int(result[RUNG])
+        return f"{val} at {epochs} epoch{'' if epochs == 1 else 's'} per hop below the teacher"
+    summary = {"student_val_acc": result.get("student_val_acc"), "train_flops": result.get("train_flops")}
+    results.write_trial(trial_id, cfg, schema.STOPPED, summary=summary)
+    return f"{val} at student epoch {result.get('student_epoch', 0)}"
+
+
+def write_error(results: ResultsFolder, trial_id: str, cfg: ChainConfig, trial: Any) -> str:
+    """Writes the row of a trial that raised or whose node died; returns its error, in one line."""
+    message = error_message(trial)
+    results.write_trial(trial_id, cfg, schema.ERROR, error=message)
+    return message
 
 
 class NoTuneProgress(TrialProgressCallback):

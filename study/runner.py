@@ -72,6 +72,12 @@ class StudyOutcome:
     def failed(self) -> int:
         return int((self.trials["status"] == schema.ERROR).sum())
 
+    @property
+    def missing(self) -> int:
+        """Trials asked for that have no outcome yet (failed, lost or interrupted): the next session runs them. An
+        exhausted space misses none: it has no more to give."""
+        return 0 if self.exhausted else max(0, self.target - self.ended)
+
 
 def run_study(spec: StudySpec, trainable: Trainable = chain_trainable,
               callbacks: Sequence[tune.Callback] = ()) -> StudyOutcome:
@@ -100,10 +106,10 @@ def quiet_tune() -> None:
     for name, value in QUIET_TUNE.items():
         os.environ.setdefault(name, value)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _keep_credentials_out_of_runtime_envs()
+    keep_credentials_out_of_runtime_envs()
 
 
-def _keep_credentials_out_of_runtime_envs() -> None:
+def keep_credentials_out_of_runtime_envs() -> None:
     """Tune copies the driver's AWS_* variables into every trial's runtime_env, and Ray's runtime_env agent writes
     runtime_envs in plain text into `logs/runtime_env_agent.log` on every node. Trials find credentials where the
     driver does (environment, profile, instance role) on their own node instead. Ray has no public switch for

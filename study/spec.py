@@ -98,6 +98,12 @@ class StudySpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "search", _search(self.search))
 
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> StudySpec:
+        """The spec file as `kdstudy run --spec` reads and checks it; keyword arguments override its settings as
+        the flags do (`trials=20`)."""
+        return load_spec(Path(path), overrides)
+
     @cached_property  # an object store's URI may cost a request to resolve
     def run(self) -> Location:
         """`<storage>/<name>`: local folder or URI (query options kept after the path)."""
@@ -245,8 +251,7 @@ def _check(condition: bool, name: str, message: str) -> None:
 
 
 def validate(spec: StudySpec) -> StudySpec:
-    _check(bool(spec.name) and "/" not in spec.name and "?" not in spec.name, "name",
-           f"expected a folder name, got {spec.name!r}")
+    check_name(spec.name)
     for name, declared_setting in STUDY_SETTINGS.items():
         declared_setting.check(getattr(spec, name))
     _check(bool(spec.methods) and all(m in method_names() for m in spec.methods)
@@ -261,6 +266,11 @@ def validate(spec: StudySpec) -> StudySpec:
     _check_chain(spec)
     _check_draws(spec)
     return spec
+
+
+def check_name(name: str) -> None:
+    """A run's name is one folder under its storage (and no URI's query)."""
+    _check(bool(name) and "/" not in name and "?" not in name, "name", f"expected a folder name, got {name!r}")
 
 
 def check_runtime(runtime: dict[str, Any]) -> None:

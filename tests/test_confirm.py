@@ -12,7 +12,7 @@ import pytest
 
 from cli.analysis_cmds import confirm_runtime
 from cli.main import build_parser, main
-from cli.run_cmd import write_settings
+from study.folder import write_settings
 from study.confirm import confirmation_jobs
 from study.spec import StudySpec
 from tests.conftest import ON_GPU

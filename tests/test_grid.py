@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cli.main import main
-from cli.run_cmd import check_settings, write_settings
+from study.folder import check_settings, write_settings
 from study.space import chain_config, flat_from_params, params_of, size, suggest, warm_start_points
 from study.spec import StudySpec, load_spec
 from tests.cifar_files import write_cifar100

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from cli.run_cmd import check_settings, recorded_runtime, write_settings
+from study.folder import check_settings, recorded_runtime, write_settings
 from study.space import chain_config, warm_start_points
 from study.spec import DEFAULT_CHAIN, DEFAULT_FIT_SIZE, StudySpec, load_spec, preset_names
 from trainables.methods.params import Search
