@@ -127,19 +127,24 @@ def test_param_space_draws_only_valid_chains_from_the_studys_search() -> None:
     assert methods == set(SEARCHED.methods)
 
 
-def test_tune_callback_writes_the_row_of_a_stopped_trial_and_nothing_for_a_finished_one(tmp_path: Path) -> None:
+def test_tune_callback_writes_the_rows_a_trial_cannot(tmp_path: Path) -> None:
+    """A stopped trial's row; nothing for a trial that wrote its own, or that failed on a config that is no chain
+    (Tune shows its error). A failed trial's ERROR row is `recorder.write_error`'s, the study's (test_study)."""
     rows = study.tune_callback(storage=str(tmp_path), name="mine")
     config = {"dataset": "digits", "teacher": "plain4", "student": "plain2", "method": "kd", "drop": 1,
               "ta_depths": "3", "temperature": 2.0, "alpha": 0.5, "epochs": 2}
     stopped, finished = (Trial("t", config=config, trial_id=f"ab_0000{i}", stub=True) for i in range(2))
+    no_chain = Trial("t", config={**config, "width": 0}, trial_id="ab_00002", stub=True)
     stopped.update_last_result({"student_val_acc": 0.25, "student_epoch": 1, "train_flops": 10})
     finished.update_last_result({"student_val_acc": 0.5, "student_epoch": 2, "train_flops": 20, "outcome": "finished"})
     assert isinstance(rows, TrialRows)
     for trial in (stopped, finished):
         rows.on_trial_complete(0, [], trial)
+    rows.on_trial_error(0, [], no_chain)
     trials = load_run(tmp_path / "mine").trials
     assert trials["trial_id"].tolist() == ["ab_00000"] and trials["status"].tolist() == [schema.STOPPED]
     assert trials["student_val_acc"].tolist() == [0.25] and trials["method"].tolist() == ["kd"]
+    assert trials["ta_depths"].map(len).tolist() == [0] and is_missing(trials["drop"].iloc[0])  # kd's own only
 
 
 @pytest.mark.parametrize(("call", "field"), [
