@@ -16,11 +16,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' CIFAR writer
 
-from study.plan import plan_study  # noqa: E402
-from study.spec import load_spec  # noqa: E402
+from study.plan import StudyPlan, plan_study  # noqa: E402
+from study.spec import StudySpec, load_spec  # noqa: E402
 from tests.cifar_files import write_cifar100  # noqa: E402
 
 GOAL_S = 0.5
+
+
+def seed_spec(folder: Path, trials: int, scheduler: str) -> StudySpec:
+    """The seed preset grown to `trials` trials, its storage and a one-image-a-class CIFAR-100 under `folder`."""
+    data = folder / "cifar"
+    if not data.exists():
+        write_cifar100(data, train_per_class=1, test_per_class=1)
+    return load_spec(None, {"trials": trials, "data_dir": str(data), "scheduler": scheduler,
+                            "storage": str(folder / "runs")}, preset="seed-cifar100")
+
+
+def seed_study_plan(trials: int, scheduler: str) -> StudyPlan:
+    """The plan of the seed preset grown to `trials` trials under `scheduler` (bench/gpu_check.py prices it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return plan_study(seed_spec(Path(folder), trials, scheduler))
 
 
 def main() -> int:
@@ -28,11 +43,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        data = write_cifar100(Path(folder) / "cifar", train_per_class=1, test_per_class=1)
         seconds = []
         for scheduler in ("halving", "none", "halving"):
-            spec = load_spec(None, {"trials": args.trials, "data_dir": str(data), "scheduler": scheduler,
-                                    "storage": str(Path(folder) / "runs")}, preset="seed-cifar100")
+            spec = seed_spec(Path(folder), args.trials, scheduler)
             started = time.perf_counter()
             line = plan_study(spec).line()
             seconds.append(time.perf_counter() - started)
