@@ -48,6 +48,7 @@ from study_plan import seed_study_plan  # noqa: E402
 import trainables.plan  # noqa: E402
 from trainables import ChainConfig  # noqa: E402
 from trainables.data import DataBundle  # noqa: E402
+from trainables.device import configure_backends  # noqa: E402
 from trainables.loop import HopTraining, TeacherOutputs, train_epoch  # noqa: E402
 from trainables.models import build_model  # noqa: E402
 from trainables.plan import model_flops  # noqa: E402
@@ -56,6 +57,7 @@ from trainables.step import sgd  # noqa: E402
 TESTS = ["tests/test_chain.py", "tests/test_study.py", "tests/test_study_modes.py", "tests/test_device.py",
          "tests/test_step.py"]
 CLASSES, CHANNELS, SIZE = 100, 3, 32  # CIFAR-100's shape
+BUDGET_S = 8 * 60  # the whole check's, on an H100/H200
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM: the datasheets' figures
 SEED_ARCHS = ("plain10", "plain8", "plain6", "plain4", "plain2")  # the seed preset's chain
 
@@ -78,7 +80,7 @@ class Sizes:
     projected_trials: int
 
 
-GPU = Sizes(depths=tuple(range(2, 11)), batch=128, batches_per_epoch=16, cell_seconds=1.0, curve_arch="plain10",
+GPU = Sizes(depths=tuple(range(2, 11)), batch=128, batches_per_epoch=16, cell_seconds=0.5, curve_arch="plain10",
             curve_windows=44, window_batches=8, packing_levels=(1, 2, 4, 8), packing_waves=2, packing_epochs=1,
             packing_train=5000, projected_trials=100)
 QUICK = Sizes(depths=(2, 4, 6, 8, 10), batch=16, batches_per_epoch=1, cell_seconds=0.0, curve_arch="plain2",
@@ -150,7 +152,7 @@ def throughput_cell(arch: str, data: DataBundle, precision: str, graphs: bool, c
     img_per_s = epochs * len(data.train) / seconds
     tflops = 3 * arch_flops(arch) * img_per_s / 1e12
     return {"img_per_s": round(img_per_s), "tflops": round(tflops, 3),
-            "peak_share": round(tflops / peak_tflops, 4) if peak_tflops else None}
+            "bf16_peak_share": round(tflops / peak_tflops, 4) if peak_tflops else None}
 
 
 def peak_bf16_tflops(device: torch.device) -> float | None:
@@ -176,8 +178,9 @@ def curves(device: torch.device, sizes: Sizes) -> dict[str, Any]:
 
     bf16 noise, the tolerance: the same eager run in fp32 and in bf16 differ by bf16's rounding alone, so their
     largest window difference is how far bf16 by itself moves the curve; graphs agree when they move it no further.
-    Floored at bf16's unit roundoff (2⁻⁸) of the largest loss, so that a pair that happened to agree closely does not
-    make the tolerance zero. On the CPU (no graphs) the second run is eager too, and must equal the first exactly."""
+    Floored at bf16's unit roundoff (2⁻⁸) of the largest loss, so that a pair that happened to agree closely does
+    not make the tolerance zero. On the CPU (no graphs) the second run is eager too, and must equal the first
+    exactly."""
     data = synthetic_task(train=sizes.batch * sizes.window_batches, test=sizes.batch).to(device)
     on_cuda = device.type == "cuda"
 
@@ -240,19 +243,23 @@ def fused(device: torch.device, quick: bool) -> Any:
 
 # --- 6. packing ---------------------------------------------------------------------------------------------------
 
-def packing(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+def packing(device: torch.device, sizes: Sizes, deadline: float) -> dict[str, Any]:
     """The same small studies without and with MPS; each mode on a Ray instance of its own, started after the MPS
-    daemon so that its workers inherit the daemon's pipe directory."""
+    daemon so that its workers inherit the daemon's pipe directory. With MPS only when the time left until
+    `deadline` (a `time.perf_counter()` reading) fits a second run as long as the first."""
     folder = Path(tempfile.mkdtemp(prefix="kdstudy-gpu-check-"))
     try:
         data = synthetic_task(train=sizes.packing_train, test=max(200, sizes.packing_train // 5))
         _write_cifar100(data, folder / "cifar")
+        started = time.perf_counter()
         result: dict[str, Any] = {"without_mps": caught(lambda: pack_levels(device, sizes, folder, "plain"))}
         control = shutil.which("nvidia-cuda-mps-control")
         if device.type != "cuda":
             result["with_mps"] = {"skipped": "MPS needs CUDA"}
         elif control is None:
             result["with_mps"] = {"skipped": "nvidia-cuda-mps-control is not on PATH"}
+        elif deadline - time.perf_counter() < time.perf_counter() - started:
+            result["with_mps"] = {"skipped": f"no time left in the check's {BUDGET_S // 60} minutes"}
         else:
             result["with_mps"] = caught(lambda: _with_mps(control, folder, lambda: pack_levels(device, sizes,
                                                                                                folder, "mps")))
@@ -350,7 +357,9 @@ def main() -> None:
         print("gpu_check: no GPU found (torch.cuda.is_available() is False); nothing was run")
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster of its own: no token from ~/.ray
+    deadline = time.perf_counter() + BUDGET_S
     device = torch.device(args.device)
+    configure_backends(device)  # as train_chain sets it up
     sizes = QUICK if args.quick else GPU
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                               "torch": torch.__version__, "quick": args.quick}
@@ -360,7 +369,7 @@ def main() -> None:
         ("curves", lambda: curves(device, sizes)),
         ("projected_seed_study_gpu_hours", lambda: projected_hours(_rows(report), sizes.projected_trials)),
         ("fused", lambda: fused(device, args.quick)),
-        ("packing", lambda: packing(device, sizes)),
+        ("packing", lambda: packing(device, sizes, deadline)),
     ]
     for name, stage in stages:
         started = time.perf_counter()
@@ -395,7 +404,8 @@ def _throughput_table(rows: list[dict[str, Any]]) -> None:
     cells = [(graphs, precision, layout) for graphs in (False, True) for precision in ("fp32", "bf16")
              for layout in (False, True)]
     names = [f"{'graph' if g else 'eager'} {p}{' CL' if c else ''}" for g, p, c in cells]
-    print("img/s of one training step (CL: channels_last); the last column: the best cell's TFLOP/s, share of peak")
+    print("img/s of one training step (CL: channels_last); the last column: the best cell's TFLOP/s (its share of the "
+          "bf16 peak)")
     print(f"{'arch':<8}" + "".join(f"{name:>15}" for name in names) + f"{'best TFLOP/s':>16}")
     for arch in dict.fromkeys(row["arch"] for row in rows):
         mine = {(r["graphs"], r["precision"], r["channels_last"]): r for r in rows if r["arch"] == arch}
@@ -408,7 +418,7 @@ def _throughput_table(rows: list[dict[str, Any]]) -> None:
 def _flops_cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return "–"
-    share = f" ({row['peak_share']:.1%})" if row.get("peak_share") is not None else ""
+    share = f" ({row['bf16_peak_share']:.1%})" if row.get("bf16_peak_share") is not None else ""
     return f"{row['tflops']:.2f}{share}"
 
 
@@ -420,7 +430,8 @@ def _cell(row: dict[str, Any] | None) -> str:
 
 def _curves_table(value: dict[str, Any]) -> None:
     other = "graphed" if value["graphed"] else "eager"
-    print(f"loss curves, {value['arch']} bf16, {value['steps']} steps: eager vs {other} differ by at most {value['max_abs_difference']:.2e} (bf16 noise {value['bf16_noise']:.2e}): "
+    print(f"loss curves, {value['arch']} bf16, {value['steps']} steps: eager vs {other} differ by at most "
+          f"{value['max_abs_difference']:.2e} (bf16 noise {value['bf16_noise']:.2e}): "
           f"{'within' if value['within_noise'] else 'OUTSIDE'} bf16 noise")
 
 
@@ -431,8 +442,10 @@ def _projection_table(value: dict[str, Any]) -> None:
           f"reuse, {hours['with_halving']:.2f} with halving (goal ≤ {value['goal_hours']['with_halving']:g})")
 
 
-def _fused_table(value: Any) -> None:
-    print(f"fused: {json.dumps(value)[:1000]}")
+def _fused_table(rows: list[dict[str, Any]]) -> None:
+    print("fused vs solo (img/s of B members): " + "; ".join(
+        f"{r['arch']} B={r['members']} {r['memory_format']} {r['mode']}: "
+        + (f"error {r['error'][:60]}" if "error" in r else f"{r['speedup']:.2f}×") for r in rows))
 
 
 def _packing_table(value: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def test_throughput_measures_every_eager_cell_and_skips_graphs_on_the_cpu(report
         if row["graphs"]:
             assert row["skipped"] == "CUDA graphs need CUDA"
         else:
-            assert row["img_per_s"] > 0 and row["peak_share"] is None
+            assert row["img_per_s"] > 0 and row["bf16_peak_share"] is None
             expected = 3 * model_flops(row["arch"], 1.0, "reference", 3, 32, 100) * row["img_per_s"] / 1e12
             assert row["tflops"] == pytest.approx(expected, abs=1e-3)
 
@@ -82,6 +82,14 @@ def test_projected_hours_price_each_flop_at_its_architectures_measured_rate(repo
              for arch in SEED_ARCHS]
     for name, mean in projected["mean_tflops"].items():
         assert min(rates) - 1e-4 <= mean <= max(rates) + 1e-4, (name, mean, rates)
+
+
+def test_fused_is_measured_when_its_bench_is_there(report: dict[str, Any]) -> None:
+    fused = report["fused"]
+    if (ROOT / "bench" / "fused_throughput.py").exists():
+        assert fused and all(row["speedup"] > 0 for row in fused)
+    else:
+        assert fused == {"skipped": "bench/fused_throughput.py is not there"}
 
 
 def test_packing_runs_one_and_two_trials_at_a_time_without_mps(report: dict[str, Any]) -> None:
