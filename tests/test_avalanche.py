@@ -461,7 +461,7 @@ OTHER_VALUES: dict[str, Any] = {
     "dataset": "cifar10", "data_dir": "/elsewhere", "val_size": 0.2, "fit_size": 0.1, "train_size": 100,
     "augment": True, "teacher": "plain8", "student": "plain4", "width": 0.5, "init": "he", "kl_reduction": "mean",
     "epochs": 2, "lower_epochs": 1, "patience": 2, "batch_size": 64, "lr": 0.1, "lr_schedule": "cosine", "momentum": 0.5, "weight_decay": 0.0,
-    "seed": 1, "device": "auto", "precision": "bf16",
+    "seed": 1, "device": "auto", "precision": "bf16", "cuda_graphs": False,
 }
 
 
