@@ -58,6 +58,7 @@ TESTS = ["tests/test_chain.py", "tests/test_study.py", "tests/test_study_modes.p
          "tests/test_step.py"]
 CLASSES, CHANNELS, SIZE = 100, 3, 32  # CIFAR-100's shape
 BUDGET_S = 8 * 60  # the whole check's, on an H100/H200
+TESTS_LIMIT_S = 4 * 60
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM: the datasheets' figures
 SEED_ARCHS = ("plain10", "plain8", "plain6", "plain4", "plain2")  # the seed preset's chain
 
@@ -92,8 +93,10 @@ QUICK = Sizes(depths=(2, 4, 6, 8, 10), batch=16, batches_per_epoch=1, cell_secon
 
 def run_tests(device: str) -> dict[str, Any]:
     started = time.perf_counter()
+    # A time limit: tests that hang on a GPU must not take the other stages' minutes (a timeout is reported).
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS], cwd=ROOT,
-                          env={**os.environ, "KDSTUDY_TEST_DEVICE": device}, capture_output=True, text=True)
+                          env={**os.environ, "KDSTUDY_TEST_DEVICE": device}, capture_output=True, text=True,
+                          timeout=TESTS_LIMIT_S)
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-300:]
     return {"exit_code": done.returncode, "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
 
