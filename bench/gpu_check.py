@@ -15,7 +15,9 @@ one JSON file written again after every stage, so a stage that fails or a run cu
    and with MPS (`nvidia-cuda-mps-control -d`, when present): trials per minute and the speed-up over one trial.
    Last, as the stage most likely to run long.
 
-Run: `python bench/gpu_check.py [--out gpu_check.json]`. Without a GPU it prints one line and exits 0.
+Run: `python bench/gpu_check.py [--out gpu_check.json] [--stages throughput,curves,...]`. Without a GPU it prints
+one line and exits 0. `--stages` runs only the stages named (all by default), for a GPU lent for less time than the
+whole check takes; the projection needs the throughput stage.
 `--device cpu --quick` runs every stage on the CPU at toy sizes (no tests, packing at 1 and 2, no MPS, no graphs),
 to check this script itself (tests/test_bench_gpu_check.py).
 """
@@ -61,6 +63,7 @@ BUDGET_S = 8 * 60  # the whole check's, on an H100/H200
 TESTS_LIMIT_S = 4 * 60
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM: the datasheets' figures
 SEED_ARCHS = ("plain10", "plain8", "plain6", "plain4", "plain2")  # the seed preset's chain
+STAGE_NAMES = ("tests", "throughput", "curves", "projected_seed_study_gpu_hours", "fused", "packing")
 
 
 @dataclass(frozen=True)
@@ -355,7 +358,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="toy sizes (to check this script on a CPU)")
+    parser.add_argument("--stages", default=",".join(STAGE_NAMES), help="the stages to run, comma-separated")
     args = parser.parse_args()
+    chosen = args.stages.split(",")
+    unknown = [name for name in chosen if name not in STAGE_NAMES]
+    if unknown:
+        print(f"--stages: expected names among {', '.join(STAGE_NAMES)}, got {', '.join(unknown)}", file=sys.stderr)
+        sys.exit(2)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no GPU found (torch.cuda.is_available() is False); nothing was run")
         return
@@ -366,15 +375,16 @@ def main() -> None:
     sizes = QUICK if args.quick else GPU
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                               "torch": torch.__version__, "quick": args.quick}
-    stages: list[tuple[str, Callable[[], Any]]] = [
-        ("tests", lambda: {"skipped": "--quick"} if args.quick else run_tests(args.device)),
-        ("throughput", lambda: throughput(device, sizes)),
-        ("curves", lambda: curves(device, sizes)),
-        ("projected_seed_study_gpu_hours", lambda: projected_hours(_rows(report), sizes.projected_trials)),
-        ("fused", lambda: fused(device, args.quick)),
-        ("packing", lambda: packing(device, sizes, deadline)),
-    ]
-    for name, stage in stages:
+    stages: dict[str, Callable[[], Any]] = {
+        "tests": lambda: {"skipped": "--quick"} if args.quick else run_tests(args.device),
+        "throughput": lambda: throughput(device, sizes),
+        "curves": lambda: curves(device, sizes),
+        "projected_seed_study_gpu_hours": lambda: projected_hours(_rows(report), sizes.projected_trials),
+        "fused": lambda: fused(device, args.quick),
+        "packing": lambda: packing(device, sizes, deadline),
+    }
+    for name in (name for name in STAGE_NAMES if name in chosen):
+        stage = stages[name]
         started = time.perf_counter()
         report[name] = caught(stage)
         report.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 1)
@@ -387,7 +397,7 @@ def main() -> None:
 def _rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = report.get("throughput")
     if not isinstance(rows, list):
-        raise RuntimeError("the throughput stage failed: nothing to price the plan with")
+        raise RuntimeError("no throughput measured (its stage failed or was not run): nothing to price the plan with")
     return rows
 
 

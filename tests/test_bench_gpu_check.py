@@ -100,3 +100,15 @@ def test_packing_runs_one_and_two_trials_at_a_time_without_mps(report: dict[str,
     assert all(row["finished"] == row["trials"] == row["concurrent"] for row in rows)
     assert rows[0]["speedup"] == 1.0
     assert rows[1]["speedup"] == pytest.approx(rows[1]["trials_per_minute"] / rows[0]["trials_per_minute"], rel=0.01)
+
+
+def test_stages_run_as_chosen_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_check.json"
+    command = [sys.executable, "bench/gpu_check.py", "--device", "cpu", "--quick", "--out", str(out), "--stages"]
+    done = subprocess.run([*command, "tests,curves"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(json.loads(out.read_text())["seconds"]) == {"tests", "curves"}
+    out.unlink()
+    done = subprocess.run([*command, "curves,speed"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and not out.exists()
+    assert done.stderr.strip() == f"--stages: expected names among {', '.join(STAGES)}, got speed"
