@@ -38,7 +38,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from unittest import mock
 
 import torch
 
@@ -47,7 +46,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 from fidelity import synthetic_task  # noqa: E402  (the bench folder is not a package)
 from study_plan import seed_study_plan  # noqa: E402
 
-import trainables.plan  # noqa: E402
 from trainables import ChainConfig  # noqa: E402
 from trainables.data import DataBundle  # noqa: E402
 from trainables.device import configure_backends  # noqa: E402
@@ -209,10 +207,10 @@ def curves(device: torch.device, sizes: Sizes) -> dict[str, Any]:
 def projected_hours(rows: list[dict[str, Any]], trials: int) -> dict[str, Any]:
     """GPU-hours of the seed preset's `trials`-trial study at the measured speeds, one trial on the GPU at a time.
 
-    Priced through the study's own plan: `trainables.plan.planned_hops` counts a hop's work as images × inference
-    FLOPs of each model it runs (3 per training image, 1 per validation or cached-teacher image). Pricing one
-    inference of a model at a third of its measured seconds per trained image instead makes the plan's FLOP columns
-    sum seconds, with the same reuse and halving rules (`study.plan.plan_study`), which are not repeated here."""
+    Priced through the study's own plan (`study.plan.plan_study`, with its reuse and halving rules): the plan counts
+    a hop's work as images × one forward of each model it runs (3 per training image, 1 per validation or
+    cached-teacher image); priced at a third of the model's measured seconds per trained image instead of its FLOPs,
+    its totals are seconds."""
     best = best_img_per_s(rows)
     missing = [arch for arch in SEED_ARCHS if arch not in best]
     if missing:
@@ -222,8 +220,7 @@ def projected_hours(rows: list[dict[str, Any]], trials: int) -> dict[str, Any]:
         return 1 / (3 * best[arch])
 
     flops = {scheduler: seed_study_plan(trials, scheduler) for scheduler in ("none", "halving")}
-    with mock.patch.object(trainables.plan, "model_flops", seconds_per_forward):
-        seconds = {scheduler: seed_study_plan(trials, scheduler) for scheduler in ("none", "halving")}
+    seconds = {scheduler: seed_study_plan(trials, scheduler, seconds_per_forward) for scheduler in ("none", "halving")}
     hours = {"naive": seconds["none"].naive.flops / 3600, "with_reuse": seconds["none"].planned.flops / 3600,
              "with_halving": seconds["halving"].planned.flops / 3600}
     spent = {"naive": flops["none"].naive.flops, "with_reuse": flops["none"].planned.flops,

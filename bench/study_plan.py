@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' CIFAR
 from study.plan import StudyPlan, plan_study  # noqa: E402
 from study.spec import StudySpec, load_spec  # noqa: E402
 from tests.cifar_files import write_cifar100  # noqa: E402
+from trainables.plan import ForwardCost  # noqa: E402
 
 GOAL_S = 0.5
 
@@ -32,10 +33,11 @@ def seed_spec(folder: Path, trials: int, scheduler: str) -> StudySpec:
                             "storage": str(folder / "runs")}, preset="seed-cifar100")
 
 
-def seed_study_plan(trials: int, scheduler: str) -> StudyPlan:
-    """The plan of the seed preset grown to `trials` trials under `scheduler` (bench/gpu_check.py prices it)."""
+def seed_study_plan(trials: int, scheduler: str, forward_cost: ForwardCost | None = None) -> StudyPlan:
+    """The plan of the seed preset grown to `trials` trials under `scheduler`, in FLOPs or priced by `forward_cost`
+    (bench/gpu_check.py prices it in measured seconds)."""
     with tempfile.TemporaryDirectory() as folder:
-        return plan_study(seed_spec(Path(folder), trials, scheduler))
+        return plan_study(seed_spec(Path(folder), trials, scheduler), forward_cost=forward_cost)
 
 
 def main() -> int:

@@ -32,7 +32,7 @@ from trainables import ChainConfig
 from trainables.device import resolve_device
 from trainables.hops import HopPlan, plan_chain
 from trainables.methods import method_class
-from trainables.plan import PlannedHop, planned_hops
+from trainables.plan import ForwardCost, PlannedHop, planned_hops
 
 StoredKeys = Callable[[str], bool]  # whether the run's store holds the hop with this key
 SI_PREFIXES = ("", "k", "M", "G", "T", "P", "E", "Z")
@@ -86,9 +86,11 @@ class StudyPlan:
                 f"({_ratio(self.planned.flops, self.naive.flops)}) with {how}{teacher} (before {before})")
 
 
-def plan_study(spec: StudySpec, ended: int = 0, stored: StoredKeys | None = None) -> StudyPlan:
+def plan_study(spec: StudySpec, ended: int = 0, stored: StoredKeys | None = None,
+               forward_cost: ForwardCost | None = None) -> StudyPlan:
     """The plan of the trials `spec` still asks for once `ended` configurations have their outcome (no more than
-    the space holds). `stored`: the run's store by default (`<run>/models/<key>.pt`).
+    the space holds). `stored`: the run's store by default (`<run>/models/<key>.pt`); `forward_cost`: what one
+    image's forward through a model costs, FLOPs by default (the plan's `flops` are then in its unit).
 
     The warm starts come first (the searcher draws them before any other), each in full; the other trials are
     expected over the space."""
@@ -104,7 +106,7 @@ def plan_study(spec: StudySpec, ended: int = 0, stored: StoredKeys | None = None
     hops, naive, planned = 0.0, NOTHING, NOTHING
     teachers: dict[str, Cost] = {}
     for count, cfg, cfg_rungs, reaching in draws:
-        chains = [(plan_chain(c, device), planned_hops(c)) for _, c in fidelities(cfg, cfg_rungs)]
+        chains = [(plan_chain(c, device), planned_hops(c, forward_cost)) for _, c in fidelities(cfg, cfg_rungs)]
         full_plans, full_hops = chains[-1]
         hops += count * len(full_hops)
         naive += _cost(full_hops) * count

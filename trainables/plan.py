@@ -12,7 +12,9 @@ initialisation and dataset shape). Per hop:
   + fit · Σ teacher_flops                        the teachers' one-off forwards a method fits on (the learned
                                                  ensemble's stacking weights)
 
-`train`, `val` and `fit` are the splits' sizes, as `load_dataset` draws them. The epochs are the hop's own
+`train`, `val` and `fit` are the splits' sizes, as `load_dataset` draws them; `flops` is one image's forward through a
+model, `model_flops` by default — another `ForwardCost` prices the same plan in its own unit (`bench/gpu_check.py`
+prices it in seconds measured per architecture on a GPU). The epochs are the hop's own
 (`ChainConfig.hop_epochs`); a hop that patience ends early costs less than planned. Unaugmented, the plan equals
 the trained hop's `train_flops` exactly; with augmentation and DGKD's dropping, on average.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import torch
 
@@ -29,25 +32,32 @@ from trainables.data import dataset_shape, split_sizes
 from trainables.models import build_model, inference_flops
 
 
+# One image's forward through a model: (arch, width, init, channels, image_size, num_classes) -> cost.
+ForwardCost = Callable[[str, float, str, int, int, int], float]
+
+
 @dataclass(frozen=True)
 class PlannedHop:
+    """A hop's planned cost, in FLOPs (or in the unit of the `ForwardCost` it was planned with)."""
+
     index: int
     arch: str
     epochs: int
-    epoch_flops: int  # per epoch: its steps, its validation, and its teachers' forwards when they run per batch
-    once_flops: int  # once per training: its teachers' cached outputs and what its method fits (again on a resume)
+    epoch_flops: float  # per epoch: its steps, its validation, and its teachers' forwards when they run per batch
+    once_flops: float  # once per training: its teachers' cached outputs and what its method fits (again on a resume)
 
     @property
-    def flops(self) -> int:
+    def flops(self) -> float:
         """Its training FLOPs from scratch."""
         return self.epochs * self.epoch_flops + self.once_flops
 
 
-def planned_hops(cfg: ChainConfig) -> list[PlannedHop]:
-    """Each hop of `cfg`'s chain, top first, with what training it from scratch costs."""
+def planned_hops(cfg: ChainConfig, forward_cost: ForwardCost | None = None) -> list[PlannedHop]:
+    """Each hop of `cfg`'s chain, top first, with what training it from scratch costs (`forward_cost`: FLOPs by
+    default)."""
     shape = dataset_shape(cfg.dataset)
     n_train, n_val, n_fit = split_sizes(cfg.dataset, cfg.val_holdout, cfg.fit_holdout, cfg.train_size)
-    flops = [model_flops(arch, cfg.width, cfg.init, shape.channels, shape.image_size, shape.num_classes)
+    flops = [(forward_cost or model_flops)(arch, cfg.width, cfg.init, shape.channels, shape.image_size, shape.num_classes)
              for arch in cfg.archs]
     hops = []
     for index, arch in enumerate(cfg.archs):
@@ -58,7 +68,7 @@ def planned_hops(cfg: ChainConfig) -> list[PlannedHop]:
         own = n_train * 3 * flops[index] + n_val * flops[index]
         if cfg.augment and teachers:
             # per batch, the active teachers: each of them with the same chance
-            per_batch = round(n_train * teacher_flops * method.mean_active_teachers() / len(teachers))
+            per_batch = n_train * teacher_flops * method.mean_active_teachers() / len(teachers)
             hops.append(PlannedHop(index, arch, cfg.hop_epochs(index), own + per_batch, fit))
         else:
             hops.append(PlannedHop(index, arch, cfg.hop_epochs(index), own, n_train * teacher_flops + fit))
