@@ -147,6 +147,25 @@ def test_tune_callback_writes_the_rows_a_trial_cannot(tmp_path: Path) -> None:
     assert trials["ta_depths"].map(len).tolist() == [0] and is_missing(trials["drop"].iloc[0])  # kd's own only
 
 
+def test_a_trial_that_raises_in_a_users_tuner_gets_its_error_row(ray_cluster: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real Tune trial failing inside the chain trainable (a fault injected at its start): the callback writes its
+    ERROR row, with Tune's error, as a study's driver does."""
+    from ray import tune
+
+    monkeypatch.setenv("KDSTUDY_FAULT", "trial-start:raise")  # read when the trainable is made, travels with it
+    config = {"dataset": "digits", "teacher": "plain4", "student": "plain2", "method": "kd", "epochs": 1,
+              "width": 0.25, "train_size": 100}
+    tuner = tune.Tuner(study.tune_trainable(storage=str(tmp_path), name="failing"), param_space=config,
+                       run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0,
+                                                 callbacks=[study.tune_callback(storage=str(tmp_path), name="failing")]))
+    grid = tuner.fit()
+    assert grid.num_errors == 1
+    trials = load_run(tmp_path / "failing").trials
+    assert trials["status"].tolist() == [schema.ERROR] and trials["method"].tolist() == ["kd"]
+    assert "injected fault at trial-start" in trials["error"].iloc[0]
+
+
 @pytest.mark.parametrize(("call", "field"), [
     (lambda tmp: study.run(StudySpec(storage=str(tmp), epochs=0)), "epochs"),
     (lambda tmp: study.run(StudySpec(storage=str(tmp), methods="takd")), "methods"),
