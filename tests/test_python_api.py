@@ -129,7 +129,7 @@ def test_param_space_draws_only_valid_chains_from_the_studys_search() -> None:
 
 def test_tune_callback_writes_the_rows_a_trial_cannot(tmp_path: Path) -> None:
     """A stopped trial's row; nothing for a trial that wrote its own, or that failed on a config that is no chain
-    (Tune shows its error). A failed trial's ERROR row is `recorder.write_error`'s, the study's (test_study)."""
+    (Tune shows its error). A failed trial's ERROR row: the test below, through a real Tuner."""
     rows = study.tune_callback(storage=str(tmp_path), name="mine")
     config = {"dataset": "digits", "teacher": "plain4", "student": "plain2", "method": "kd", "drop": 1,
               "ta_depths": "3", "temperature": 2.0, "alpha": 0.5, "epochs": 2}
