@@ -13,15 +13,14 @@ Run: `python bench/fused_throughput.py [--device cpu] [--quick] [--archs plain2,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from trainables.device import configure_backends, resolve_device, uses_bf16
+from trainables.device import autocast_for, configure_backends, resolve_device
 from trainables.models import build_model
 from trainables.models.fused import fuse, fused_sgd, stack_inputs, summed_member_losses
 
@@ -30,13 +29,6 @@ SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}
 FORMAT_NAMES = {torch.contiguous_format: "nchw", torch.channels_last: "channels_last"}
 
 Step = Callable[[], None]
-
-
-def _autocast(device: torch.device) -> ContextManager[object]:
-    """bf16 on CUDA, as hops train there; no weight-cast cache, which CUDA graph capture cannot keep."""
-    if uses_bf16(device, "auto"):
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
 
 
 def _batch(device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +49,7 @@ def _solo_steps(arch: str, members: int, device: torch.device, memory_format: to
 
         def step(model: torch.nn.Module = model, optimizer: torch.optim.Optimizer = optimizer,
                  x: torch.Tensor = x, y: torch.Tensor = y) -> None:
-            with _autocast(device):
+            with autocast_for(device):
                 loss = F.cross_entropy(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -80,7 +72,7 @@ def _fused_step(arch: str, members: int, device: torch.device, memory_format: to
     y = torch.stack([y for _, y in batches])
 
     def step() -> None:
-        with _autocast(device):
+        with autocast_for(device):
             loss = summed_member_losses(F.cross_entropy, fused(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
